@@ -1,0 +1,125 @@
+"""Networks and distributions shared by several algorithms (Flax linen).
+
+Images arrive as uint8 and are converted inside jit. A stacked observation is
+(B, S, H, W, C) for pixels or (B, S, D) for state vectors; encoders flatten the stack axis into
+channels (pixels) or features (vectors), as jaxrl2 concatenates stacked frames.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def scan_updates(step, carry, xs):
+    """`lax.scan(step, carry, xs)` over K gradient steps in one jitted call.
+
+    On XLA:CPU a convolution inside a while loop runs ~8x slower than the same convolution
+    outside one (measured here: BC debug 140 ms vs 17 ms per step; jax-ml/jax#12868), so on
+    CPU the scan is fully unrolled: still one dispatch per K steps, at the price of a compile
+    time that grows with K. Accelerators keep the rolled loop.
+    """
+    length = jax.tree.leaves(xs)[0].shape[0]
+    unroll = length if jax.default_backend() == "cpu" else 1
+    return jax.lax.scan(step, carry, xs, unroll=unroll)
+
+
+def stack_frames(obs: jax.Array) -> jax.Array:
+    """(B, S, H, W, C) -> (B, H, W, S*C) for images; (B, S, D) -> (B, S*D) for vectors."""
+    if obs.ndim == 5:
+        b, s, h, w, c = obs.shape
+        return jnp.transpose(obs, (0, 2, 3, 1, 4)).reshape(b, h, w, s * c)
+    return obs.reshape(obs.shape[0], -1)
+
+
+def random_shift(key: jax.Array, images: jax.Array, pad: int) -> jax.Array:
+    """DrQ augmentation: pad each (H, W, C) image by `pad` (edge values), crop back at a random offset.
+
+    images: (B, H, W, C), any dtype; one offset per batch element, shared by its channels
+    (so stacked frames move together). Returns the same shape and dtype.
+    """
+    b, h, w, _ = images.shape
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    offsets = jax.random.randint(key, (b, 2), 0, 2 * pad + 1)
+
+    def crop(image, offset):
+        return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, image.shape[-1]))
+
+    return jax.vmap(crop)(padded, offsets)
+
+
+class MLP(nn.Module):
+    hidden_dims: Sequence[int]
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x):
+        act = getattr(nn, self.activation)
+        for width in self.hidden_dims:
+            x = act(nn.Dense(width)(x))
+        return x
+
+
+class PixelEncoder(nn.Module):
+    """D4PG / jaxrl2 encoder: 3x3 stride-2 VALID convs with ReLU -> Dense -> LayerNorm -> tanh."""
+
+    channels: Sequence[int]
+    embed_dim: int
+
+    @nn.compact
+    def __call__(self, images_uint8):  # (B, H, W, C) uint8
+        x = images_uint8.astype(jnp.float32) / 255.0
+        for width in self.channels:
+            x = nn.relu(nn.Conv(width, (3, 3), strides=(2, 2), padding="VALID")(x))
+        x = x.reshape(x.shape[0], -1)
+        return jnp.tanh(nn.LayerNorm()(nn.Dense(self.embed_dim)(x)))
+
+
+class VectorEncoder(nn.Module):
+    """For state observations: Dense -> LayerNorm -> tanh, the same trunk head as PixelEncoder."""
+
+    embed_dim: int
+
+    @nn.compact
+    def __call__(self, x):
+        return jnp.tanh(nn.LayerNorm()(nn.Dense(self.embed_dim)(x.astype(jnp.float32))))
+
+
+def make_encoder(pixels: bool, channels: Sequence[int], embed_dim: int) -> nn.Module:
+    return PixelEncoder(tuple(channels), embed_dim) if pixels else VectorEncoder(embed_dim)
+
+
+class TanhGaussianHead(nn.Module):
+    """Mean and log-std of a Gaussian whose samples are squashed by tanh into [-1, 1]^A."""
+
+    action_dim: int
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, features):
+        mean = nn.Dense(self.action_dim)(features)
+        log_std = nn.Dense(self.action_dim)(features)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+def tanh_gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array,
+                           eps: float = 1e-6) -> jax.Array:
+    """log pi(a) for a = tanh(u), u ~ N(mean, exp(log_std)^2), summed over the action axis.
+
+    log pi(a) = sum_i [ log N(u_i; mean_i, std_i) - log(1 - a_i^2) ],  u = atanh(a).
+    Actions are clipped to [-1 + eps, 1 - eps] first so atanh stays finite.
+    Shapes: mean, log_std, action (..., A) -> (...).
+    """
+    action = jnp.clip(action, -1.0 + eps, 1.0 - eps)
+    pre_tanh = jnp.arctanh(action)
+    z = (pre_tanh - mean) / jnp.exp(log_std)
+    gaussian = -0.5 * z**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi)
+    return jnp.sum(gaussian - jnp.log1p(-action**2 + eps), axis=-1)
+
+
+def tanh_gaussian_sample(key: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    return jnp.tanh(mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape))

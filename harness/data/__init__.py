@@ -1,0 +1,1 @@
+"""Offline datasets: the episode format (`format`) and how datasets are made (`collect`)."""

@@ -1,0 +1,152 @@
+"""Rolling out policies into episodes, and making the offline datasets.
+
+Offline data per task family:
+- `metaworld/*`: Metaworld's scripted policies through the same wrapper the agent uses.
+  We keep *successful* rollouts as demonstrations (ours: the raw scripted success rate of a
+  few tasks is below 1, e.g. box-close ~0.87); the manifest records every attempt.
+- `toy/reach`: the noisy scripted demonstrator; every rollout is kept.
+- `gym/*`: a uniform random policy; every rollout is kept.
+
+Datasets use a fixed data seed (not the run seed), so every run of a task shares one dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from harness.data import format as fmt
+from harness.envs import make_env, task_info
+from harness.errors import UserError
+
+DATA_SEED = 1_000_003
+MAX_ATTEMPTS_PER_DEMO = 3
+
+
+def default_data_dir() -> Path:
+    if os.environ.get("MOTO_HARNESS_DATA"):
+        return Path(os.environ["MOTO_HARNESS_DATA"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "moto-harness" / "datasets"
+
+
+def rollout(env, policy: Callable[[np.ndarray, bool], np.ndarray]) -> dict:
+    """One episode of `env` under `policy(obs, is_first) -> action`, in the episode format."""
+    obs, info = env.reset()
+    steps = {"obs": [obs], "action": [np.zeros(env.action_space.shape, np.float32)],
+             "reward": [0.0], "success": [info["success"]], "is_terminal": [False]}
+    is_first = True
+    while True:
+        action = np.asarray(policy(obs, is_first), np.float32)
+        is_first = False
+        obs, reward, terminated, truncated, info = env.step(action)
+        for key, value in (("obs", obs), ("action", action), ("reward", reward),
+                           ("success", info["success"]), ("is_terminal", terminated)):
+            steps[key].append(value)
+        if terminated or truncated:
+            break
+    n = len(steps["obs"])
+    episode = {
+        "obs": np.stack(steps["obs"]),
+        "action": np.stack(steps["action"]).astype(np.float32),
+        "reward": np.asarray(steps["reward"], np.float32),
+        "success": np.asarray(steps["success"], bool),
+        "is_first": np.arange(n) == 0,
+        "is_last": np.arange(n) == n - 1,
+        "is_terminal": np.asarray(steps["is_terminal"], bool),
+    }
+    return episode
+
+
+def _demonstrator(env):
+    if hasattr(env, "scripted_action"):
+        return lambda obs, first: env.scripted_action(), "scripted"
+    return lambda obs, first: env.random_action(), "random"
+
+
+def generate(task_id: str, episodes: int, progress: Callable[[int, int], None] | None = None
+             ) -> tuple[list[dict], dict]:
+    """Collect `episodes` offline episodes for a task; returns them and the manifest."""
+    info = task_info(task_id)
+    env = make_env(task_id, DATA_SEED)
+    policy, policy_name = _demonstrator(env)
+    keep_successful_only = info.family == "metaworld"
+    kept, attempts = [], []
+    try:
+        while len(kept) < episodes:
+            if len(attempts) >= MAX_ATTEMPTS_PER_DEMO * episodes:
+                raise RuntimeError(
+                    f"{task_id}: only {len(kept)} of {len(attempts)} scripted rollouts succeeded; "
+                    f"cannot make {episodes} demonstrations")
+            episode = rollout(env, policy)
+            attempts.append(fmt.episode_success(episode))
+            if fmt.episode_success(episode) or not keep_successful_only:
+                kept.append(episode)
+            if progress:
+                progress(len(kept), episodes)
+        settings = env.settings()
+    finally:
+        env.close()
+    manifest = {
+        "task": task_id, "policy": policy_name, "data_seed": DATA_SEED,
+        "kept": "successful rollouts" if keep_successful_only else "all rollouts",
+        **fmt.summarize(kept),
+        "attempts": len(attempts),
+        "attempt_success_rate": float(np.mean(attempts)),
+        "env": settings,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return kept, manifest
+
+
+def dataset_dir(task_id: str, data_dir: Path) -> Path:
+    return Path(data_dir) / task_info(task_id).dirname
+
+
+def _comparable(settings: dict) -> dict:
+    """Settings that must match between a dataset and the agent's env (not the GL driver name)."""
+    settings = dict(settings)
+    if isinstance(settings.get("renderer"), dict):
+        settings["renderer"] = {k: v for k, v in settings["renderer"].items() if k != "gl_renderer"}
+    return settings
+
+
+def write_dataset(directory: Path, episodes: list[dict], manifest: dict) -> None:
+    """Write a whole dataset atomically: a reader sees the old one or the new one, never half."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.with_name(f"{directory.name}.writing-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for i, episode in enumerate(episodes):
+        fmt.save_episode(staging / f"episode_{i:06d}.npz", episode)
+    fmt.write_manifest(staging, manifest)
+    if directory.exists():
+        retired = directory.with_name(f"{directory.name}.old-{os.getpid()}")
+        os.replace(directory, retired)
+        os.replace(staging, directory)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, directory)
+
+
+def load_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: dict,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], dict]:
+    """The first `episodes` episodes of the task's dataset, generating it if it is missing."""
+    directory = dataset_dir(task_id, data_dir)
+    manifest = fmt.read_manifest(directory)
+    if manifest is not None and _comparable(manifest["env"]) != _comparable(env_settings):
+        raise UserError(
+            f"the dataset in {directory} was made with other env settings than this run uses "
+            f"(dataset: {manifest['env']}; run: {env_settings}). Move it away or pass another "
+            "--data-dir, and it will be regenerated.")
+    if manifest is None or manifest["episodes"] < episodes:
+        new_episodes, manifest = generate(task_id, episodes, progress)
+        write_dataset(directory, new_episodes, manifest)
+    paths = fmt.episode_paths(directory)[:episodes]
+    return [fmt.load_episode(p) for p in paths], manifest

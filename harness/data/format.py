@@ -1,0 +1,92 @@
+"""The on-disk episode format and dataset manifests.
+
+A dataset is a directory:
+
+    manifest.json           what made it and what it holds (see `write_manifest`)
+    episode_000000.npz      one compressed NumPy archive per episode
+    ...
+
+An episode of T agent steps holds T+1 entries per key, in the order the agent saw them:
+
+| key           | shape                | dtype   | meaning                                           |
+|---------------|----------------------|---------|---------------------------------------------------|
+| `obs`         | (T+1, 64, 64, 3)     | uint8   | image observations (float32 (T+1, D) for state)   |
+| `action`      | (T+1, A)             | float32 | the action that led to this entry; zeros at t=0   |
+| `reward`      | (T+1,)               | float32 | reward received on arriving here; 0 at t=0        |
+| `success`     | (T+1,)               | bool    | the task's success flag at this entry             |
+| `is_first`    | (T+1,)               | bool    | True at t=0 only                                  |
+| `is_last`     | (T+1,)               | bool    | True at t=T only (time limit or termination)      |
+| `is_terminal` | (T+1,)               | bool    | True at t=T only if the env terminated (not a time limit) |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+KEYS = ("obs", "action", "reward", "success", "is_first", "is_last", "is_terminal")
+FORMAT_VERSION = 1
+
+
+def episode_return(episode: dict) -> float:
+    return float(episode["reward"].sum())
+
+
+def episode_success(episode: dict) -> bool:
+    """An episode succeeds if success was reached at any step."""
+    return bool(episode["success"].any())
+
+
+def check_episode(episode: dict) -> None:
+    missing = [k for k in KEYS if k not in episode]
+    if missing:
+        raise ValueError(f"episode is missing keys {missing}")
+    n = len(episode["obs"])
+    bad = {k: len(episode[k]) for k in KEYS if len(episode[k]) != n}
+    if bad or n < 2:
+        raise ValueError(f"episode keys must all have the same length >= 2; obs has {n}, {bad}")
+    if not episode["is_first"][0] or episode["is_first"][1:].any():
+        raise ValueError("is_first must be True exactly at index 0")
+    if not episode["is_last"][-1] or episode["is_last"][:-1].any():
+        raise ValueError("is_last must be True exactly at the final index")
+
+
+def save_episode(path: Path, episode: dict) -> None:
+    check_episode(episode)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **{k: episode[k] for k in KEYS})
+    os.replace(tmp, path)
+
+
+def load_episode(path: Path) -> dict:
+    with np.load(path) as archive:
+        episode = {k: archive[k] for k in KEYS}
+    check_episode(episode)
+    return episode
+
+
+def episode_paths(directory: Path) -> list[Path]:
+    return sorted(directory.glob("episode_*.npz"))
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    tmp = directory / "manifest.json.tmp"
+    tmp.write_text(json.dumps({"format_version": FORMAT_VERSION, **manifest}, indent=2) + "\n")
+    os.replace(tmp, directory / "manifest.json")
+
+
+def read_manifest(directory: Path) -> dict | None:
+    path = directory / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def summarize(episodes: list[dict]) -> dict:
+    """The manifest's statistics (the paper's Table 1): episodes, steps, return, success rate."""
+    returns = [episode_return(e) for e in episodes]
+    return {"episodes": len(episodes),
+            "steps": int(sum(len(e["obs"]) - 1 for e in episodes)),
+            "average_return": float(np.mean(returns)) if returns else 0.0,
+            "success_rate": float(np.mean([episode_success(e) for e in episodes])) if episodes else 0.0}

@@ -1,0 +1,72 @@
+"""The task registry: ids like 'metaworld/door-open', 'toy/reach', 'gym/Pendulum-v1'.
+
+`task_info(task_id)` validates an id (suggesting the closest name) without building a
+simulator; `make_env(task_id, seed)` builds the environment.
+"""
+
+from __future__ import annotations
+
+from harness.envs.base import TaskInfo
+from harness.errors import UserError, closest
+
+FAMILIES = ("metaworld", "kitchen", "toy", "gym")
+PLANNED_FAMILIES = {"kitchen": "the Franka Kitchen work, not started yet"}
+
+
+def task_info(task_id: str) -> TaskInfo:
+    if not isinstance(task_id, str) or "/" not in task_id:
+        raise UserError(f"task '{task_id}' is not of the form FAMILY/NAME with FAMILY one of "
+                        f"{', '.join(FAMILIES)} (e.g. 'metaworld/door-open', 'toy/reach').")
+    family, name = task_id.split("/", 1)
+    if family == "metaworld":
+        from harness.envs import metaworld
+
+        names = metaworld.task_names()
+        if name.endswith("-v3") or name.endswith("-v2"):
+            raise UserError(f"task '{task_id}': name MetaWorld tasks without the version suffix, "
+                            f"e.g. 'metaworld/{name[:-3]}'.")
+        if name not in names:
+            raise UserError(f"unknown MetaWorld task '{task_id}'.{closest(name, names)} "
+                            "`python -m harness list` prints every task.")
+        return metaworld.task_info(name)
+    if family == "toy":
+        from harness.envs import toy
+
+        if name != "reach":
+            raise UserError(f"unknown toy task '{task_id}'. The only toy task is 'toy/reach'.")
+        return toy.INFO
+    if family == "gym":
+        from harness.envs import gym
+
+        return gym.task_info(name)
+    if family in PLANNED_FAMILIES:
+        raise UserError(f"task family '{family}' ({task_id}) is not implemented yet "
+                        f"(tracked in {PLANNED_FAMILIES[family]}); remove it from the suite for now.")
+    raise UserError(f"unknown task family '{family}' in '{task_id}'.{closest(family, FAMILIES)} "
+                    f"Families: {', '.join(FAMILIES)}.")
+
+
+def make_env(task_id: str, seed: int):
+    info = task_info(task_id)
+    name = task_id.split("/", 1)[1]
+    if info.family == "metaworld":
+        from harness.envs.metaworld import MetaWorldPixels
+
+        return MetaWorldPixels(name, seed)
+    if info.family == "toy":
+        from harness.envs.toy import ToyReach
+
+        return ToyReach(seed)
+    from harness.envs.gym import GymState
+
+    return GymState(name, seed)
+
+
+def list_tasks() -> dict[str, list[str]]:
+    from harness.envs import metaworld
+
+    return {"metaworld": [f"metaworld/{n}" for n in metaworld.task_names()],
+            "toy": ["toy/reach"], "gym": ["gym/<any continuous-action Gymnasium id>"]}
+
+
+__all__ = ["TaskInfo", "list_tasks", "make_env", "task_info"]

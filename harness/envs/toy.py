@@ -1,0 +1,80 @@
+"""`toy/reach`: a cheap 64x64 pixel task on which every algorithm can learn in CPU minutes.
+
+A red agent dot moves in the square [-1, 1]^2 by 0.15 * action per step toward a green goal
+dot. Reward 1.0 on steps where the agent is within 0.15 of the goal; 50 steps, no early
+termination (as in MetaWorld). The scripted demonstrator heads for the goal with Gaussian
+action noise (std 0.3), so its data is good but not perfect.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.envs.base import TaskInfo
+
+SIZE = 64
+EPISODE_STEPS = 50
+STEP_SCALE = 0.15
+SUCCESS_RADIUS = 0.15
+DEMO_NOISE_STD = 0.3
+INFO = TaskInfo("toy/reach", "toy", EPISODE_STEPS, 1, True, "scripted")
+
+_PIXEL_CENTRES = (np.arange(SIZE) + 0.5) / SIZE * 2.0 - 1.0  # pixel centre coordinates in [-1, 1]
+
+
+class ToyReach:
+    metadata = {"render_modes": []}
+
+    def __init__(self, seed: int):
+        import gymnasium as gym
+
+        self.spec_info = INFO
+        self.observation_space = gym.spaces.Box(0, 255, (SIZE, SIZE, 3), np.uint8)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self._rng = np.random.default_rng([seed, 2])
+        self._agent = np.zeros(2)
+        self._goal = np.zeros(2)
+        self._t = 0
+
+    def settings(self) -> dict:
+        return {"task": INFO.task_id, "image_size": SIZE, "episode_steps": EPISODE_STEPS,
+                "step_scale": STEP_SCALE, "success_radius": SUCCESS_RADIUS,
+                "demo_noise_std": DEMO_NOISE_STD, "renderer": "numpy"}
+
+    def _render(self) -> np.ndarray:
+        image = np.full((SIZE, SIZE, 3), 60, np.uint8)
+        for (x, y), radius, colour in ((self._goal, 0.14, (40, 220, 40)),
+                                       (self._agent, 0.11, (230, 40, 40))):
+            # Row 0 is the top of the image (+y), column 0 the left (-x).
+            inside = ((_PIXEL_CENTRES[None, :] - x) ** 2
+                      + (_PIXEL_CENTRES[::-1, None] - y) ** 2) <= radius**2
+            image[inside] = colour
+        return image
+
+    def _success(self) -> bool:
+        return bool(np.linalg.norm(self._agent - self._goal) < SUCCESS_RADIUS)
+
+    def reset(self, seed=None, options=None):
+        if seed is not None:
+            raise ValueError("seed the env at construction; reset(seed=...) would break the stream")
+        self._agent = self._rng.uniform(-0.8, 0.8, 2)
+        self._goal = self._rng.uniform(-0.8, 0.8, 2)
+        while np.linalg.norm(self._agent - self._goal) < 0.6:
+            self._goal = self._rng.uniform(-0.8, 0.8, 2)
+        self._t = 0
+        return self._render(), {"success": self._success()}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, np.float64), -1.0, 1.0)
+        self._agent = np.clip(self._agent + STEP_SCALE * action, -1.0, 1.0)
+        self._t += 1
+        success = self._success()
+        return self._render(), float(success), False, self._t >= EPISODE_STEPS, {"success": success}
+
+    def scripted_action(self) -> np.ndarray:
+        heading = np.clip((self._goal - self._agent) / STEP_SCALE, -1.0, 1.0)
+        noisy = heading + self._rng.normal(0.0, DEMO_NOISE_STD, 2)
+        return np.clip(noisy, -1.0, 1.0).astype(np.float32)
+
+    def close(self):
+        pass
