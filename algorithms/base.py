@@ -92,13 +92,13 @@ MODULES = {
 
 # Algorithms the suites may name before they exist, and where their work is tracked.
 PLANNED = {
-    "dreamerv2": "issue 3 (world model and DreamerV2)",
-    "moto": "issue 4 (MOTO)",
-    "sac": "issue 5 (model-free baselines)",
-    "cql": "issue 5 (model-free baselines)",
-    "iql": "issue 5 (model-free baselines)",
-    "lompo": "a later issue (LOMPO)",
-    "combo": "a later issue (COMBO)",
+    "dreamerv2": "issue 3, world model and DreamerV2",
+    "moto": "issue 4, MOTO",
+    "sac": "issue 5, model-free baselines",
+    "cql": "issue 5, model-free baselines",
+    "iql": "issue 5, model-free baselines",
+    "lompo": "a later issue",
+    "combo": "a later issue",
 }
 
 

@@ -210,8 +210,8 @@ def parse_seeds(where: str, raw) -> tuple[int, ...]:
 def parse_suite(raw: dict, where: str) -> Suite:
     _check_keys(where, raw, ("name", "tasks", "algorithms", "seeds", "protocol"))
     name = _field(where, raw, "name", str)
-    if not name or "/" in name or name.startswith("."):
-        raise UserError(f"{where}: 'name' must be a plain folder name, got {name!r}.")
+    if not name or "/" in name or name.startswith((".", "_")):
+        raise UserError(f"{where}: 'name' must be a plain folder name (not starting with . or _), got {name!r}.")
     tasks = _field(where, raw, "tasks", list)
     algorithms = _field(where, raw, "algorithms", list)
     if not tasks or not algorithms:

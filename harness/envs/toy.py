@@ -1,9 +1,9 @@
 """`toy/reach`: a cheap 64x64 pixel task on which every algorithm can learn in CPU minutes.
 
-A red agent dot moves in the square [-1, 1]^2 by 0.15 * action per step toward a green goal
+A red agent dot moves in the square [-1, 1]^2 by 0.08 * action per step toward a green goal
 dot. Reward 1.0 on steps where the agent is within 0.15 of the goal; 50 steps, no early
 termination (as in MetaWorld). The scripted demonstrator heads for the goal with Gaussian
-action noise (std 0.3), so its data is good but not perfect.
+action noise (std 0.3) at speed 0.7, so its data is good but not perfect.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from harness.envs.base import TaskInfo
 
 SIZE = 64
 EPISODE_STEPS = 50
-STEP_SCALE = 0.15
+STEP_SCALE = 0.08
 SUCCESS_RADIUS = 0.15
 DEMO_NOISE_STD = 0.3
 INFO = TaskInfo("toy/reach", "toy", EPISODE_STEPS, 1, True, "scripted")
@@ -43,8 +43,8 @@ class ToyReach:
 
     def _render(self) -> np.ndarray:
         image = np.full((SIZE, SIZE, 3), 60, np.uint8)
-        for (x, y), radius, colour in ((self._goal, 0.14, (40, 220, 40)),
-                                       (self._agent, 0.11, (230, 40, 40))):
+        for (x, y), radius, colour in ((self._goal, 0.22, (40, 220, 40)),
+                                       (self._agent, 0.16, (230, 40, 40))):
             # Row 0 is the top of the image (+y), column 0 the left (-x).
             inside = ((_PIXEL_CENTRES[None, :] - x) ** 2
                       + (_PIXEL_CENTRES[::-1, None] - y) ** 2) <= radius**2
@@ -72,7 +72,9 @@ class ToyReach:
         return self._render(), float(success), False, self._t >= EPISODE_STEPS, {"success": success}
 
     def scripted_action(self) -> np.ndarray:
-        heading = np.clip((self._goal - self._agent) / STEP_SCALE, -1.0, 1.0)
+        offset = self._goal - self._agent
+        # Full speed 0.7 toward the goal, slowing down inside one step of it.
+        heading = 0.7 * offset / max(np.linalg.norm(offset), STEP_SCALE)
         noisy = heading + self._rng.normal(0.0, DEMO_NOISE_STD, 2)
         return np.clip(noisy, -1.0, 1.0).astype(np.float32)
 

@@ -1,0 +1,19 @@
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """One dataset directory for the whole session, so datasets are generated once."""
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(data_dir, monkeypatch):
+    monkeypatch.setenv("MOTO_HARNESS_DATA", str(data_dir))
+    yield
+
+
+def pytest_configure(config):
+    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")

@@ -1,0 +1,133 @@
+"""Suites: parsing, expansion, and every kind of bad input -> exit 2, a clear message, no files."""
+
+import pytest
+
+from harness.cli import main
+from harness.suite import load_suite
+from tests.helpers import small_suite, write_suite
+
+
+def test_smoke_suite_expands_to_stable_unique_run_ids():
+    suite = load_suite("smoke")
+    ids = [r.run_id for r in suite.runs()]
+    assert len(ids) == len(set(ids)) == len(suite.tasks) * len(suite.algorithms) * len(suite.seeds)
+    assert "smoke/metaworld.door-open/bc/seed0" in ids
+    assert ids == [r.run_id for r in load_suite("smoke").runs()]
+
+
+def test_labels_let_one_algorithm_appear_twice_and_seed_counts_expand(tmp_path):
+    path = small_suite(tmp_path, seeds="3", algorithms="[{name: bc, preset: debug}, "
+                       "{name: bc, preset: debug, label: bc-lr, config: {lr: 0.001}}]")
+    suite = load_suite(str(path))
+    assert suite.seeds == (0, 1, 2)
+    assert [a.label for a in suite.algorithms] == ["bc", "bc-lr"]
+    assert suite.algorithms[1].overrides == {"lr": 0.001}
+    assert len(suite.runs()) == 6
+
+
+def test_set_overrides_a_protocol_value(tmp_path):
+    suite = load_suite(str(small_suite(tmp_path)), ["protocol.offline_steps=7"])
+    assert suite.protocol.offline_steps == 7
+
+
+BAD_SUITES = {
+    "unknown task suggests closest": ("tasks: [metaworld/door-opn]", "Did you mean 'door-open'"),
+    "unknown algorithm suggests closest": ("algorithms: [bcc]", "Did you mean 'bc'"),
+    "planned algorithm": ("algorithms: [moto]", "not implemented yet"),
+    "negative seed": ("seeds: [0, -1]", "non-negative"),
+    "duplicate seeds": ("seeds: [1, 1]", "duplicate seeds"),
+    "wrong type": ("seeds: zero", "'seeds'"),
+    "unknown preset": ("algorithms: [{name: bc, preset: tiny}]", "no preset 'tiny'"),
+    "unknown config field": ("algorithms: [{name: bc, config: {lrate: 1}}]", "Did you mean 'lr'"),
+    "wrong config type": ("algorithms: [{name: bc, config: {batch_size: big}}]", "batch_size"),
+    "duplicate label": ("algorithms: [bc, bc]", "share the label"),
+    "unknown field": ("taks: [toy/reach]", "Did you mean 'tasks'"),
+}
+
+
+def _suite_with(tmp_path, line):
+    base = {"name": "name: t", "tasks": "tasks: [toy/reach]",
+            "algorithms": "algorithms: [{name: bc, preset: debug}]", "seeds": "seeds: [0]"}
+    key = line.split(":")[0]
+    base[key if key in base else "extra"] = line
+    protocol = ("protocol: {offline_steps: 1, online_env_steps: 50, updates_per_episode: 1, "
+                "eval_every_episodes: 1, eval_episodes: 1, dataset_episodes: 1}")
+    return write_suite(tmp_path, "\n".join(base.values()) + "\n" + protocol + "\n")
+
+
+@pytest.mark.parametrize("case", list(BAD_SUITES))
+def test_bad_suite_exits_2_with_a_clear_message_and_writes_nothing(case, tmp_path, capsys):
+    line, expected = BAD_SUITES[case]
+    path = _suite_with(tmp_path, line)
+    results = tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and str(path) in err
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("protocol,expected", [
+    ({"online_env_steps": 49}, "less than one episode of toy/reach (50 simulator steps)"),
+    ({"offline_steps": -5}, "protocol.offline_steps must be >= 0"),
+    ({"eval_episodes": 0}, "protocol.eval_episodes must be >= 1"),
+])
+def test_impossible_budgets_are_rejected(tmp_path, capsys, protocol, expected):
+    path = small_suite(tmp_path, protocol=protocol)
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_metaworld_budget_counts_action_repeat(tmp_path, capsys):
+    path = small_suite(tmp_path, tasks="[metaworld/door-open]", protocol={"online_env_steps": 200})
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert "400 simulator steps" in capsys.readouterr().err
+
+
+def test_missing_protocol_field(tmp_path, capsys):
+    path = write_suite(tmp_path, "name: t\ntasks: [toy/reach]\nalgorithms: [bc]\nseeds: [0]\n"
+                                 "protocol: {offline_steps: 1}\n")
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert "missing field 'online_env_steps'" in capsys.readouterr().err
+
+
+def test_malformed_yaml(tmp_path, capsys):
+    path = write_suite(tmp_path, "name: t\ntasks: [toy/reach\n")
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_unwritable_results_directory(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    path = small_suite(tmp_path)
+    assert main(["run", str(path), "--results", str(blocker / "results")]) == 2
+    assert "Pass --results with a writable path" in capsys.readouterr().err
+
+
+def test_unknown_suite_name_suggests_a_shipped_one(capsys):
+    assert main(["run", "smok"]) == 2
+    assert "Did you mean 'smoke'" in capsys.readouterr().err
+
+
+def test_only_filter_must_match_something(tmp_path, capsys):
+    path = small_suite(tmp_path)
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), "--only", "seed=9"]) == 2
+    assert "matches no run" in capsys.readouterr().err
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), "--only", "colour=red"]) == 2
+    assert "unknown key 'colour'" in capsys.readouterr().err
+
+
+def test_shipped_paper_suites_name_the_paper_protocol_and_all_algorithms():
+    import yaml
+
+    from harness.suite import SUITES_DIR
+
+    for name, tasks, per_episode in (("metaworld10", 10, 20), ("kitchen2", 2, 50)):
+        raw = yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text())
+        assert len(raw["tasks"]) == tasks
+        assert set(raw["algorithms"]) == {"moto", "dreamerv2", "lompo", "combo", "cql", "iql",
+                                          "sac", "bc"}
+        assert raw["protocol"]["offline_steps"] == 10000
+        assert raw["protocol"]["online_env_steps"] == 500000
+        assert raw["protocol"]["updates_per_episode"] == per_episode
