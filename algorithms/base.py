@@ -50,6 +50,7 @@ class Transitions:
     frame_stack: int
     batch_size: int
     steps_per_call: int
+    offline_only: bool = False  # sample only the offline dataset, never online episodes
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Sequences:
     length: int
     batch_size: int
     steps_per_call: int
+    offline_only: bool = False  # sample only the offline dataset, never online episodes
 
 
 BatchSpec = Transitions | Sequences

@@ -4,7 +4,8 @@
 
 Encoder and sizes follow the model-free baselines (jaxrl2): frame stack 3, D4PG-style encoder,
 MLP (256, 256), random shift (pad 4), Adam 3e-4 with cosine decay, batch 256. BC learns from
-the offline data only (`learns_online = False`): its online curve is flat by design.
+the offline data only (`offline_only=True` in its batch spec): its online curve is flat by
+design, and its online episodes only measure it.
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ def bc_loss(params, policy: Policy, stacked_obs, action):
 class BC:
     name = "bc"
     Config = Config
-    learns_online = False
 
     def __init__(self, obs_space, action_space, config: Config, seed: int, total_updates: int):
         self.config = config
-        self.batch_spec = Transitions(config.frame_stack, config.batch_size, config.steps_per_call)
+        self.batch_spec = Transitions(config.frame_stack, config.batch_size, config.steps_per_call,
+                                      offline_only=True)
         self.pixels = len(obs_space.shape) == 3
         self.policy = Policy(config, action_space.shape[0], self.pixels)
         self.trace_count = 0

@@ -9,6 +9,9 @@ adding an episode is amortized O(its length). Samples are gathered with one fanc
   `obs[..., :S, ...]` is the stacked observation and `obs[..., 1:, ...]` the stacked next one;
   `action`, `reward`, `terminal` come from entry t+1.
 - `sample_sequences(K, B, L)`: L consecutive entries of one episode.
+
+Episodes are marked offline (the dataset) or online; `offline_only` sampling (BC) never
+touches online episodes.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class EpisodeReplay:
         self._episode_success = np.zeros(capacity, np.float32)
         self._episode_start = np.zeros(capacity, np.int64)  # first entry of each entry's episode
         self._size = 0
-        self._episodes: list[tuple[int, int]] = []  # (first entry, number of entries)
+        self._episodes: list[tuple[int, int, bool]] = []  # (first entry, entries, offline?)
         self._index_cache: dict = {}
 
     @property
@@ -58,7 +61,7 @@ class EpisodeReplay:
             new[: self._size] = old[: self._size]
             setattr(self, name, new)
 
-    def add_episode(self, episode: dict) -> None:
+    def add_episode(self, episode: dict, offline: bool = False) -> None:
         n = len(episode["obs"])
         start, end = self._size, self._size + n
         self._grow(end)
@@ -70,25 +73,28 @@ class EpisodeReplay:
         self._episode_success[start:end] = float(episode_success(episode))
         self._episode_start[start:end] = start
         self._size = end
-        self._episodes.append((start, n))
+        self._episodes.append((start, n, offline))
         self._index_cache.clear()
 
-    def _valid_starts(self, span: int) -> np.ndarray:
-        """Entries t such that t .. t+span-1 lie in one episode."""
-        if span not in self._index_cache:
-            parts = [np.arange(s, s + n - span + 1) for s, n in self._episodes if n >= span]
-            self._index_cache[span] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        return self._index_cache[span]
+    def _valid_starts(self, span: int, offline_only: bool) -> np.ndarray:
+        """Entries t such that t .. t+span-1 lie in one (offline, if asked) episode."""
+        key = (span, offline_only)
+        if key not in self._index_cache:
+            parts = [np.arange(s, s + n - span + 1) for s, n, offline in self._episodes
+                     if n >= span and (offline or not offline_only)]
+            self._index_cache[key] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return self._index_cache[key]
 
-    def _pick(self, rng: np.random.Generator, span: int, count: int) -> np.ndarray:
-        valid = self._valid_starts(span)
+    def _pick(self, rng: np.random.Generator, span: int, count: int,
+              offline_only: bool) -> np.ndarray:
+        valid = self._valid_starts(span, offline_only)
         if len(valid) == 0:
             raise ValueError(f"replay holds no episode with {span} entries to sample from")
         return valid[rng.integers(0, len(valid), count)]
 
     def sample_transitions(self, rng: np.random.Generator, k: int, batch: int,
-                           frame_stack: int) -> dict[str, np.ndarray]:
-        t = self._pick(rng, 2, k * batch)  # (K*B,)
+                           frame_stack: int, offline_only: bool = False) -> dict[str, np.ndarray]:
+        t = self._pick(rng, 2, k * batch, offline_only)  # (K*B,)
         offsets = np.arange(-frame_stack + 1, 2)  # (S+1,)
         frames = np.maximum(t[:, None] + offsets, self._episode_start[t][:, None])  # (K*B, S+1)
         nxt = t + 1
@@ -98,8 +104,8 @@ class EpisodeReplay:
         return {key: v.reshape(k, batch, *v.shape[1:]) for key, v in out.items()}
 
     def sample_sequences(self, rng: np.random.Generator, k: int, batch: int,
-                         length: int) -> dict[str, np.ndarray]:
-        idx = self._pick(rng, length, k * batch)[:, None] + np.arange(length)  # (K*B, L)
+                         length: int, offline_only: bool = False) -> dict[str, np.ndarray]:
+        idx = self._pick(rng, length, k * batch, offline_only)[:, None] + np.arange(length)  # (K*B, L)
         out = {"obs": self._obs[idx], "action": self._action[idx], "reward": self._reward[idx],
                "is_first": self._is_first[idx].astype(np.float32),
                "is_terminal": self._is_terminal[idx].astype(np.float32),
@@ -109,5 +115,6 @@ class EpisodeReplay:
     def sample(self, rng: np.random.Generator, spec, k: int) -> dict[str, np.ndarray]:
         """A batch for an algorithm's `batch_spec` (Transitions or Sequences), K steps deep."""
         if hasattr(spec, "frame_stack"):
-            return self.sample_transitions(rng, k, spec.batch_size, spec.frame_stack)
-        return self.sample_sequences(rng, k, spec.batch_size, spec.length)
+            return self.sample_transitions(rng, k, spec.batch_size, spec.frame_stack,
+                                           spec.offline_only)
+        return self.sample_sequences(rng, k, spec.batch_size, spec.length, spec.offline_only)

@@ -130,7 +130,7 @@ class _Run:
         space = self.env.observation_space
         self.replay = EpisodeReplay(space.shape, space.dtype, self.env.action_space.shape[0])
         for episode in dataset:
-            self.replay.add_episode(episode)
+            self.replay.add_episode(episode, offline=True)
         self.sample_rng = np.random.default_rng([spec.seed, 7])
         self._write_config(config, manifest)
         self.metrics = CsvLog(run_dir / "metrics.csv", METRICS_COLUMNS)

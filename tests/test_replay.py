@@ -63,3 +63,16 @@ def test_sequence_longer_than_any_episode_is_an_error():
     replay = make_replay(episode(3))
     with pytest.raises(ValueError, match="no episode with 9 entries"):
         replay.sample_sequences(np.random.default_rng(0), 1, 1, length=9)
+
+
+def test_offline_only_sampling_never_returns_online_episodes():
+    replay = EpisodeReplay((2, 2, 1), np.uint8, 2)
+    replay.add_episode(episode(3, start=0), offline=True)
+    replay.add_episode(episode(3, start=100))
+    rng = np.random.default_rng(4)
+    offline = replay.sample_transitions(rng, 20, 10, 1, offline_only=True)["obs"]
+    assert offline.max() < 100
+    both = replay.sample_transitions(rng, 20, 10, 1)["obs"]
+    assert both.max() >= 100
+    sequences = replay.sample_sequences(rng, 20, 10, 3, offline_only=True)["obs"]
+    assert sequences.max() < 100

@@ -1,0 +1,120 @@
+"""End to end through the real run loop and CLI, with tiny budgets."""
+
+import dataclasses
+import json
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from algorithms import base
+from harness.cli import main
+from tests.helpers import small_suite
+
+
+def read(results, run_id, name):
+    return (results / run_id / name).read_text()
+
+
+@pytest.mark.slow
+def test_smoke_like_suite_writes_every_file_and_reruns_skip_finished(tmp_path, capsys):
+    path = small_suite(tmp_path, tasks="[toy/reach, metaworld/door-open]",
+                       protocol={"online_env_steps": 400, "eval_every_episodes": 1})
+    results = tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
+    for task, episodes in (("toy.reach", 8), ("metaworld.door-open", 1)):
+        run = results / "t" / task / "bc" / "seed0"
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "finished"
+        metrics = pd.read_csv(run / "metrics.csv")
+        assert list(metrics.phase) == ["offline"] + ["online"] * episodes
+        assert metrics.env_steps.iloc[-1] == 400  # simulator steps, action repeat counted
+        assert (metrics.grad_steps.diff().dropna() == 10).all()
+        train = pd.read_csv(run / "train.csv")
+        assert {"bc_loss", "updates_per_second"} <= set(train.columns)
+        assert train.grad_steps.is_monotonic_increasing and len(train) >= 3
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["algorithm_config"]["batch_size"] == 32
+        assert config["versions"]["jax"] and config["protocol"]["offline_steps"] == 20
+    config = yaml.safe_load((results / "t/metaworld.door-open/bc/seed0/config.yaml").read_text())
+    assert config["env"]["renderer"]["backend"] in ("egl", "osmesa")
+    assert config["dataset"]["success_rate"] == 1.0
+    capsys.readouterr()
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
+    assert "2 already finished, 0 to run" in capsys.readouterr().out
+    assert main(["report", "--results", str(results)]) == 0
+    summary = pd.read_csv(results / "_report" / "t" / "summary.csv")
+    assert set(summary.task) == {"toy/reach", "metaworld/door-open"}
+    assert (results / "_report" / "t" / "curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_same_seed_twice_gives_identical_metrics(tmp_path):
+    path = small_suite(tmp_path)
+    outputs = []
+    for attempt in ("a", "b"):
+        results = tmp_path / attempt
+        assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
+        metrics = pd.read_csv(results / "t/toy.reach/bc/seed0/metrics.csv").drop(columns="wall_time")
+        outputs.append(metrics)
+    pd.testing.assert_frame_equal(*outputs)
+    assert len(outputs[0]) == 3
+
+
+@pytest.mark.slow
+def test_local_executor_runs_each_run_in_its_own_process(tmp_path):
+    path = small_suite(tmp_path, seeds="[0, 1]")
+    results = tmp_path / "r"
+    assert main(["run", str(path), "--results", str(results), "--only", "seed=1"]) == 0
+    assert json.loads(read(results, "t/toy.reach/bc/seed1", "status.json"))["state"] == "finished"
+    assert not (results / "t/toy.reach/bc/seed0").exists()
+
+
+class NaNAlgorithm:
+    """A ninth algorithm defined outside the package: diverges on its third update."""
+
+    name = "nan-test"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        PRESETS: ClassVar[dict] = {"paper": {}}
+
+    def __init__(self, obs_space, action_space, config, seed, total_updates):
+        self.batch_spec = base.Transitions(frame_stack=1, batch_size=4, steps_per_call=5)
+        self.action_dim = action_space.shape[0]
+        self.calls = 0
+
+    def update(self, batch):
+        self.calls += 1
+        return {"loss": float("nan") if self.calls == 3 else 1.0}
+
+    def initial_state(self, n):
+        return None
+
+    def act(self, obs, state, explore):
+        return np.zeros((len(obs), self.action_dim), np.float32), state
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state):
+        self.calls = state["calls"]
+
+
+def test_divergence_fails_the_run_with_step_and_metric_and_the_suite_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setitem(base.MODULES, "nan-test", __name__)
+    monkeypatch.setitem(base._REGISTRY, "nan-test", NaNAlgorithm)
+    path = small_suite(tmp_path, seeds="[0, 1]", algorithms="[nan-test]")
+    results = tmp_path / "r"
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 1
+    for seed in (0, 1):
+        status = json.loads(read(results, f"t/toy.reach/nan-test/seed{seed}", "status.json"))
+        assert status["state"] == "failed"
+        assert status["failed_metric"] == "loss" and status["failed_step"] == 15
+    # Running again keeps the failed attempt instead of deleting it.
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug",
+                 "--only", "seed=0"]) == 1
+    kept = results / "t/toy.reach/nan-test/seed0/previous/attempt-1/status.json"
+    assert json.loads(kept.read_text())["state"] == "failed"
