@@ -1,10 +1,11 @@
 """`python -m harness bench`: throughput figures for this machine.
 
-For now: rendered MetaWorld steps per second through our wrapper (free camera, 64x64 buffer,
+Rendered MetaWorld steps per second through our wrapper (free camera, 64x64 buffer,
 no MSAA/shadows/reflections, action repeat 2: each agent step is 2 physics steps + 1 render)
 next to the stock `gym.make("Meta-World/MT1", render_mode="rgb_array", width=64, height=64)`
 path (each step is 1 physics step + 1 render). Ours does twice the physics per image, so the
-comparison is conservative for ours.
+comparison is conservative for ours. Then gradient updates per second and compile time of
+every implemented algorithm at each of its presets, and replay bytes per stored step.
 """
 
 from __future__ import annotations
@@ -79,4 +80,50 @@ def format_rows(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"{r['task']:<16}{r['ours_steps_per_s']:>16.1f}{r['stock_steps_per_s']:>17.1f}"
                      f"{r['speedup']:>9.1f}x")
+    return "\n".join(lines)
+
+
+def update_bench(name: str, preset: str, calls: int) -> dict:
+    """Gradient updates/s and compile time of one algorithm, through the real replay sampler.
+
+    The replay holds 20 random 200-step pixel episodes (MetaWorld's shape: 64x64x3 uint8,
+    4-d actions); each call samples a K-step batch and runs `update`, as the run loop does.
+    """
+    import gymnasium as gym
+
+    from algorithms.base import get, make_config
+    from harness.replay import EpisodeReplay
+
+    rng = np.random.default_rng(0)
+    obs_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    replay = EpisodeReplay((64, 64, 3), np.uint8, 4)
+    for _ in range(20):
+        n = 201
+        replay.add_episode({
+            "obs": rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+            "action": rng.uniform(-1, 1, (n, 4)).astype(np.float32),
+            "reward": np.zeros(n, np.float32), "success": np.zeros(n, bool),
+            "is_first": np.arange(n) == 0, "is_last": np.arange(n) == n - 1,
+            "is_terminal": np.zeros(n, bool)}, offline=True)
+    cls = get(name)
+    agent = cls(obs_space, action_space, make_config(cls, preset), 0, total_updates=10_000)
+    spec = agent.batch_spec
+    start = time.perf_counter()
+    agent.update(replay.sample(rng, spec, spec.steps_per_call))
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(calls):
+        agent.update(replay.sample(rng, spec, spec.steps_per_call))
+    rate = calls * spec.steps_per_call / (time.perf_counter() - start)
+    return {"algorithm": name, "preset": preset, "batch_size": spec.batch_size,
+            "steps_per_call": spec.steps_per_call, "compile_s": compile_s, "updates_per_s": rate,
+            "replay_bytes_per_step": replay.nbytes / replay.num_entries}
+
+
+def format_update_rows(rows: list[dict]) -> str:
+    lines = [f"{'algorithm':<12}{'preset':<8}{'batch':>6}{'K':>4}{'compile (s)':>13}{'updates/s':>11}"]
+    for r in rows:
+        lines.append(f"{r['algorithm']:<12}{r['preset']:<8}{r['batch_size']:>6}{r['steps_per_call']:>4}"
+                     f"{r['compile_s']:>13.1f}{r['updates_per_s']:>11.1f}")
     return "\n".join(lines)

@@ -178,15 +178,29 @@ def cmd_list(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from harness.bench import format_rows, machine, render_bench
+    import jax
 
-    rows = render_bench(args.tasks, args.steps)
-    print(f"machine: {machine()}; GL: {rows[0]['gl']}")
-    print("rendered MetaWorld steps/s, ours (2 physics steps + 1 render) vs stock "
-          "(1 physics step + 1 render):")
-    print(format_rows(rows))
+    from algorithms.base import get, implemented
+    from harness import bench
+
+    figures = {"machine": bench.machine(), "jax_backend": jax.default_backend()}
+    print(f"machine: {figures['machine']}; JAX backend: {figures['jax_backend']}", flush=True)
+    if args.only in (None, "render"):
+        figures["render"] = bench.render_bench(args.tasks, args.steps)
+        print(f"rendered MetaWorld steps/s ({figures['render'][0]['gl']}), ours (2 physics steps "
+              "+ 1 render) vs stock (1 physics step + 1 render):")
+        print(bench.format_rows(figures["render"]), flush=True)
+    if args.only in (None, "updates"):
+        rows = []
+        for name in args.algorithms or implemented():
+            for preset in get(name).Config.PRESETS:
+                rows.append(bench.update_bench(name, preset, args.update_calls))
+        figures["updates"] = rows
+        print("gradient updates/s on 64x64 pixel batches (replay sampling included):")
+        print(bench.format_update_rows(rows))
+        print(f"replay: {rows[0]['replay_bytes_per_step']:.0f} bytes per stored step")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "render": rows}, indent=2))
+        Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
 
 
@@ -238,7 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="throughput figures for this machine")
     bench.add_argument("--tasks", nargs="+", default=["door-open"])
-    bench.add_argument("--steps", type=int, default=400)
+    bench.add_argument("--steps", type=int, default=400, help="rendered steps per measurement")
+    bench.add_argument("--only", choices=["render", "updates"], help="one part of the bench")
+    bench.add_argument("--algorithms", nargs="+", help="algorithms to time (default: all)")
+    bench.add_argument("--update-calls", type=int, default=5,
+                       help="timed update calls per algorithm and preset")
     bench.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -56,3 +56,14 @@ def test_dataset_made_with_other_settings_is_refused(tmp_path):
     load_dataset("toy/reach", 1, tmp_path, settings)
     with pytest.raises(UserError, match="other env settings"):
         load_dataset("toy/reach", 1, tmp_path, {**settings, "step_scale": 1.0})
+
+
+def test_a_metaworld_dataset_is_reused_although_its_settings_hold_tuples(tmp_path):
+    env = make_env("metaworld/door-open", 0)
+    settings = env.settings()  # camera lookat and hand start are tuples; JSON makes them lists
+    env.close()
+    load_dataset("metaworld/door-open", 1, tmp_path, settings)
+    manifest = tmp_path / "metaworld.door-open" / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    episodes, _ = load_dataset("metaworld/door-open", 1, tmp_path, settings)
+    assert manifest.stat().st_mtime_ns == stamp and len(episodes) == 1

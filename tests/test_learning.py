@@ -28,7 +28,7 @@ def test_bc_learns_toy_reach_from_pixels(data_dir):
     untrained = evaluate(eval_env, agent, 20)["eval_success"]
     replay = EpisodeReplay(env.observation_space.shape, np.uint8, 2)
     for episode in dataset:
-        replay.add_episode(episode)
+        replay.add_episode(episode, offline=True)
     rng = np.random.default_rng(0)
     for _ in range(500):
         agent.update(replay.sample(rng, agent.batch_spec, 10))

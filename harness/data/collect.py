@@ -12,6 +12,7 @@ Datasets use a fixed data seed (not the run seed), so every run of a task shares
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -109,8 +110,9 @@ def dataset_dir(task_id: str, data_dir: Path) -> Path:
 
 
 def _comparable(settings: dict) -> dict:
-    """Settings that must match between a dataset and the agent's env (not the GL driver name)."""
-    settings = dict(settings)
+    """Settings that must match between a dataset and the agent's env (not the GL driver name),
+    in their JSON form, as the manifest stores them (tuples become lists)."""
+    settings = json.loads(json.dumps(settings))
     if isinstance(settings.get("renderer"), dict):
         settings["renderer"] = {k: v for k, v in settings["renderer"].items() if k != "gl_renderer"}
     return settings
