@@ -202,12 +202,17 @@ class _Run:
                             "env_steps": self.env_steps, "episodes": self.episodes, **row,
                             "wall_time": time.perf_counter() - self.start})
         self.status("running", last_eval=row)
+        if self.show_progress and not sys.stderr.isatty():  # logs get a line per evaluation
+            print(f"  {self.spec.run_id}: {self.phase} grad_steps={self.grad_steps} "
+                  f"env_steps={self.env_steps} success={row['eval_success']:.2f} "
+                  f"return={row['eval_return']:.1f}", file=sys.stderr, flush=True)
 
     def _bar(self, total: int, unit: str, desc: str):
         from tqdm import tqdm
 
-        return tqdm(total=total, unit=unit, desc=desc, disable=not self.show_progress,
-                    mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False, file=sys.stderr)
+        # A bar on a terminal; in a log file, the per-evaluation lines of `evaluate` instead.
+        return tqdm(total=total, unit=unit, desc=desc, leave=False, file=sys.stderr,
+                    disable=not (self.show_progress and sys.stderr.isatty()))
 
     def __call__(self) -> None:
         p = self.protocol
