@@ -75,12 +75,20 @@ def render_bench(tasks: list[str], steps: int) -> list[dict]:
     return rows
 
 
-def format_rows(rows: list[dict]) -> str:
-    lines = [f"{'task':<16}{'ours (steps/s)':>16}{'stock (steps/s)':>17}{'speedup':>10}"]
-    for r in rows:
-        lines.append(f"{r['task']:<16}{r['ours_steps_per_s']:>16.1f}{r['stock_steps_per_s']:>17.1f}"
-                     f"{r['speedup']:>9.1f}x")
-    return "\n".join(lines)
+def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A plain-text table: columns are (header, row key, format spec of the value)."""
+    cells = [[header for header, _, _ in columns]]
+    cells += [[format(r[key], spec) for _, key, spec in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) + 2 for i in range(len(columns))]
+    return "\n".join("".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     for row in cells)
+
+
+RENDER_COLUMNS = [("task", "task", ""), ("ours (steps/s)", "ours_steps_per_s", ".1f"),
+                  ("stock (steps/s)", "stock_steps_per_s", ".1f"), ("speedup", "speedup", ".1f")]
+UPDATE_COLUMNS = [("algorithm", "algorithm", ""), ("preset", "preset", ""),
+                  ("batch", "batch_size", "d"), ("K", "steps_per_call", "d"),
+                  ("compile (s)", "compile_s", ".1f"), ("updates/s", "updates_per_s", ".1f")]
 
 
 def update_bench(name: str, preset: str, calls: int) -> dict:
@@ -119,11 +127,3 @@ def update_bench(name: str, preset: str, calls: int) -> dict:
     return {"algorithm": name, "preset": preset, "batch_size": spec.batch_size,
             "steps_per_call": spec.steps_per_call, "compile_s": compile_s, "updates_per_s": rate,
             "replay_bytes_per_step": replay.nbytes / replay.num_entries}
-
-
-def format_update_rows(rows: list[dict]) -> str:
-    lines = [f"{'algorithm':<12}{'preset':<8}{'batch':>6}{'K':>4}{'compile (s)':>13}{'updates/s':>11}"]
-    for r in rows:
-        lines.append(f"{r['algorithm']:<12}{r['preset']:<8}{r['batch_size']:>6}{r['steps_per_call']:>4}"
-                     f"{r['compile_s']:>13.1f}{r['updates_per_s']:>11.1f}")
-    return "\n".join(lines)

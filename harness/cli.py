@@ -189,7 +189,7 @@ def cmd_bench(args) -> int:
         figures["render"] = bench.render_bench(args.tasks, args.steps)
         print(f"rendered MetaWorld steps/s ({figures['render'][0]['gl']}), ours (2 physics steps "
               "+ 1 render) vs stock (1 physics step + 1 render):")
-        print(bench.format_rows(figures["render"]), flush=True)
+        print(bench.table(figures["render"], bench.RENDER_COLUMNS), flush=True)
     if args.only in (None, "updates"):
         rows = []
         for name in args.algorithms or implemented():
@@ -197,7 +197,7 @@ def cmd_bench(args) -> int:
                 rows.append(bench.update_bench(name, preset, args.update_calls))
         figures["updates"] = rows
         print("gradient updates/s on 64x64 pixel batches (replay sampling included):")
-        print(bench.format_update_rows(rows))
+        print(bench.table(rows, bench.UPDATE_COLUMNS))
         print(f"replay: {rows[0]['replay_bytes_per_step']:.0f} bytes per stored step")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

@@ -11,6 +11,7 @@ attempt to `previous/attempt-N/` (nothing is deleted) and starts over.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import math
 import platform
@@ -143,8 +144,6 @@ class _Run:
             print(f"  {self.spec.task}: dataset episode {done}/{total}", file=sys.stderr, flush=True)
 
     def _write_config(self, config, manifest: dict) -> None:
-        import dataclasses
-
         resolved = {
             "run_id": self.spec.run_id, **self.spec.as_dict(),
             "algorithm_config": {k: list(v) if isinstance(v, tuple) else v

@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 
@@ -13,7 +11,3 @@ def data_dir(tmp_path_factory):
 def _isolated_data_dir(data_dir, monkeypatch):
     monkeypatch.setenv("MOTO_HARNESS_DATA", str(data_dir))
     yield
-
-
-def pytest_configure(config):
-    os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")

@@ -76,3 +76,21 @@ def test_toy_reach_demonstrator_succeeds_and_random_rarely_does():
     rng = np.random.default_rng(0)
     rand = [rollout(env, lambda o, f: rng.uniform(-1, 1, 2))["success"].any() for _ in range(20)]
     assert np.mean(demo) >= 0.9 and np.mean(rand) <= 0.3
+
+
+def test_a_missing_gl_backend_names_the_packages_to_install(monkeypatch):
+    from harness.envs import render
+    from harness.errors import UserError
+
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    monkeypatch.delenv("HARNESS_GL_RENDERER", raising=False)
+    monkeypatch.setattr(render, "_probe", lambda backend: None)  # as on a machine without it
+    with pytest.raises(UserError, match="apt-get install libosmesa6"):
+        render.ensure_backend()
+
+
+def test_the_backend_probe_really_renders():
+    from harness.envs import render
+
+    assert render._probe("egl") or render._probe("osmesa")
+    assert render._probe("no-such-backend") is None

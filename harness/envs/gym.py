@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.envs.base import TaskInfo
-from harness.errors import UserError
+from harness.errors import UserError, closest
 
 
 def task_info(env_id: str) -> TaskInfo:
@@ -20,8 +20,6 @@ def task_info(env_id: str) -> TaskInfo:
         spec = gym.spec(env_id)
     except gym.error.Error as err:
         names = sorted(gym.registry)
-        from harness.errors import closest
-
         raise UserError(f"unknown Gymnasium id '{env_id}' in task 'gym/{env_id}'."
                         f"{closest(env_id, names)} ({err})") from None
     steps = spec.max_episode_steps or 1000

@@ -79,7 +79,6 @@ class FreeCameraRenderer:
         model.vis.global_.offheight = size
         model.vis.quality.offsamples = FAST_SETTINGS["msaa_samples"]
         model.vis.quality.shadowsize = 0
-        self._mujoco = mujoco
         self._renderer = mujoco.Renderer(model, size, size)
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
@@ -89,10 +88,7 @@ class FreeCameraRenderer:
         self.camera.lookat[:] = lookat
 
     def render(self, data):
-        self._renderer.update_scene(data, self.camera)
-        # update_scene resets the scene flags from the default option; keep ours.
-        self._renderer.scene.flags[self._mujoco.mjtRndFlag.mjRND_SHADOW] = False
-        self._renderer.scene.flags[self._mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        self._renderer.update_scene(data, self.camera)  # keeps the scene flags set above
         return self._renderer.render()
 
     def close(self):
