@@ -74,7 +74,7 @@ class Algorithm(Protocol):
     def __init__(self, obs_space, action_space, config, seed: int, total_updates: int): ...
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """K gradient steps (K = the batch's leading axis); returns metrics of the last step."""
+        """K gradient steps (K = the batch's leading axis); returns metrics averaged over the K steps."""
 
     def initial_state(self, n: int) -> Any: ...
 
@@ -141,13 +141,25 @@ def make_config(cls: type, preset: str = "paper", overrides: dict | None = None)
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     hints = typing.get_type_hints(config_cls)
     for key, value in (overrides or {}).items():
+        if not isinstance(key, str):
+            raise ConfigError(f"algorithm '{cls.name}': config keys must be field names, got "
+                              f"{key!r} ({type(key).__name__}); quote it if YAML read it as a "
+                              "number or boolean.")
         if key not in fields:
             raise ConfigError(
                 f"algorithm '{cls.name}' has no config field '{key}'.{closest(key, fields)} "
                 f"Fields: {', '.join(fields)}."
             )
         values[key] = _coerce(value, hints[key], f"{cls.name}.config.{key}")
-    return config_cls(**values)
+    config = config_cls(**values)
+    for f in dataclasses.fields(config_cls):  # counts and sizes must be positive
+        value = getattr(config, f.name)
+        if hints[f.name] is int and value < 1:
+            raise ConfigError(f"{cls.name}.config.{f.name} must be >= 1, got {value}.")
+        if typing.get_origin(hints[f.name]) is tuple and any(
+                isinstance(v, int) and v < 1 for v in value):
+            raise ConfigError(f"{cls.name}.config.{f.name} must hold positive sizes, got {value}.")
+    return config
 
 
 def _coerce(value, hint, where: str):

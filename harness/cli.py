@@ -15,16 +15,16 @@ DEFAULT_RESULTS = Path("results")
 RUN_FILTER_KEYS = ("task", "algorithm", "seed")
 
 
-def _results_dir(path: str) -> Path:
-    """The results dir, checked writable before anything is written (nothing is created here)."""
-    results = Path(path).expanduser().resolve()
-    probe = results
+def _writable_dir(path, flag: str) -> Path:
+    """A directory checked writable before anything is written (nothing is created here)."""
+    directory = Path(path).expanduser().resolve()
+    probe = directory
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"results directory {results} cannot be created or written ({probe} is "
-                        "not a writable directory). Pass --results with a writable path.")
-    return results
+        raise UserError(f"directory {directory} cannot be created or written ({probe} is not a "
+                        f"writable directory). Pass {flag} with a writable path.")
+    return directory
 
 
 def _filter_runs(runs, only: list[str]):
@@ -70,8 +70,8 @@ def cmd_run(args) -> int:
 
     suite = load_suite(args.suite, args.set)
     runs = _filter_runs(suite.runs(), args.only)
-    results = _results_dir(args.results)
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    results = _writable_dir(args.results, "--results")
+    data_dir = _writable_dir(args.data_dir or default_data_dir(), "--data-dir")
     todo = [r for r in runs if not is_finished(results, r)]
     print(f"suite {suite.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
           f"{len(todo)} to run; results in {results / suite.name}", flush=True)

@@ -1,6 +1,6 @@
 """`python -m harness report`: tables and curves from the runs' metrics.csv files.
 
-For each suite under the results dir it writes, into `<out>/<suite>/`:
+Only finished runs count. For each suite under the results dir it writes, into `<out>/<suite>/`:
 - `summary.csv`: per task and algorithm, the success rate after the offline phase and at the
   last evaluation, mean and standard deviation over seeds, and the number of seeds;
 - `curves.png`: evaluation success against online simulator steps, one panel per task,
@@ -15,10 +15,12 @@ import pandas as pd
 import yaml
 
 from harness.errors import UserError
+from harness.log import read_status
 
 
 def load_runs(results_dir: Path, suite: str | None = None) -> pd.DataFrame:
-    frames = []
+    """metrics.csv rows of every finished run (failed and running ones are left out, and named)."""
+    frames, unfinished = [], []
     for metrics in sorted(Path(results_dir).glob("*/*/*/seed*/metrics.csv")):
         run_dir = metrics.parent
         config_path = run_dir / "config.yaml"
@@ -27,12 +29,17 @@ def load_runs(results_dir: Path, suite: str | None = None) -> pd.DataFrame:
         config = yaml.safe_load(config_path.read_text())
         if suite and config["suite"] != suite:
             continue
+        if (read_status(run_dir) or {}).get("state") != "finished":
+            unfinished.append(str(run_dir.relative_to(results_dir)))
+            continue
         df = pd.read_csv(metrics)
         if df.empty:
             continue
         df["suite"], df["task"] = config["suite"], config["task"]
         df["algorithm"], df["seed"] = config["algorithm"]["label"], config["seed"]
         frames.append(df)
+    if unfinished:
+        print(f"left out {len(unfinished)} unfinished or failed runs: {', '.join(unfinished)}")
     if not frames:
         where = f"suite '{suite}' in " if suite else ""
         raise UserError(f"no runs with metrics found for {where}{results_dir}. Run a suite first "

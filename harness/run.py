@@ -26,8 +26,9 @@ import numpy as np
 import yaml
 
 from harness.data.collect import load_dataset, rollout
-from harness.data.format import episode_return, episode_success
+from harness.data.format import episode_return, episode_success, summarize
 from harness.envs import make_env
+from harness.errors import UserError
 from harness.log import CsvLog, read_status, write_status
 from harness.replay import EpisodeReplay
 from harness.suite import RunSpec
@@ -99,8 +100,9 @@ def _set_aside_previous_attempt(run_dir: Path) -> None:
         return
     previous = run_dir / "previous"
     previous.mkdir(exist_ok=True)
-    n = len(list(previous.iterdir())) + 1
-    target = previous / f"attempt-{n}"
+    numbers = [int(p.name.split("-")[1]) for p in previous.glob("attempt-*")
+               if p.name.split("-")[1].isdigit()]
+    target = previous / f"attempt-{max(numbers, default=0) + 1}"
     target.mkdir()
     for path in leftovers:
         shutil.move(str(path), target / path.name)
@@ -133,7 +135,7 @@ class _Run:
         for episode in dataset:
             self.replay.add_episode(episode, offline=True)
         self.sample_rng = np.random.default_rng([spec.seed, 7])
-        self._write_config(config, manifest)
+        self._write_config(config, manifest, dataset)
         self.metrics = CsvLog(run_dir / "metrics.csv", METRICS_COLUMNS)
         self.train_log = CsvLog(run_dir / "train.csv")
         self._last_log = (time.perf_counter(), 0)
@@ -143,7 +145,7 @@ class _Run:
         if self.show_progress:
             print(f"  {self.spec.task}: dataset episode {done}/{total}", file=sys.stderr, flush=True)
 
-    def _write_config(self, config, manifest: dict) -> None:
+    def _write_config(self, config, manifest: dict, dataset: list[dict]) -> None:
         resolved = {
             "run_id": self.spec.run_id, **self.spec.as_dict(),
             "algorithm_config": {k: list(v) if isinstance(v, tuple) else v
@@ -151,8 +153,8 @@ class _Run:
             "batch_spec": {"type": type(self.agent.batch_spec).__name__,
                            **dataclasses.asdict(self.agent.batch_spec)},
             "env": _plain(self.env.settings()),
-            "dataset": {k: manifest[k] for k in ("task", "policy", "kept", "episodes",
-                                                 "average_return", "success_rate", "data_seed")},
+            "dataset": {**{k: manifest[k] for k in ("task", "policy", "kept", "data_seed")},
+                        **summarize(dataset)},  # the episodes this run loaded
             "seeds": {"agent": self.spec.seed, "train_env": self.spec.seed,
                       "eval_env": EVAL_SEED_OFFSET + self.spec.seed},
             "versions": _versions(), "git_commit": _git_commit(), "host": platform.node(),
@@ -281,5 +283,21 @@ def execute(spec: RunSpec, results_dir: Path, data_dir: Path, show_progress: boo
 
 
 def is_finished(results_dir: Path, spec: RunSpec) -> bool:
-    status = read_status(Path(results_dir) / spec.run_id)
-    return bool(status) and status.get("state") == "finished"
+    """True if the run finished with this very spec; a UserError if it finished with another.
+
+    Skipping a finished run made under other settings (another protocol, config override or
+    preset) would mix results silently, so that is refused with the differing fields named.
+    """
+    run_dir = Path(results_dir) / spec.run_id
+    status = read_status(run_dir)
+    if not status or status.get("state") != "finished":
+        return False
+    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
+    wanted = spec.as_dict()
+    differing = sorted(key for key in wanted if recorded.get(key) != wanted[key])
+    if differing:
+        raise UserError(
+            f"run {spec.run_id} already finished with other settings ({', '.join(differing)} "
+            f"differ from the suite's). Use another --results directory, or move {run_dir} away "
+            "to run it again.")
+    return True

@@ -35,6 +35,9 @@ import yaml
 from harness.errors import USER_ERRORS, UserError, closest
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+# Evaluation envs use seed + 100000 and datasets seed 1000003 (harness.run, harness.data):
+# run seeds stay below, so no two of these streams coincide.
+MAX_SEED = 100_000
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,13 @@ def parse_algorithm(where: str, raw) -> AlgorithmEntry:
     preset = _field(where, raw, "preset", str, required=False, default="paper")
     config = _field(where, raw, "config", dict, required=False, default={}) or {}
     label = _field(where, raw, "label", str, required=False, default=name)
+    if not label or "/" in label or label.startswith((".", "_")):
+        raise UserError(f"{where}: 'label' must be a plain folder name (no '/', not starting "
+                        f"with . or _), got {label!r}.")
+    bad_keys = [k for k in config if not isinstance(k, str)]
+    if bad_keys:
+        raise UserError(f"{where}: config keys must be field names, got {bad_keys!r}; quote "
+                        "them if YAML read them as numbers or booleans.")
     return AlgorithmEntry(name, preset, tuple(sorted(config.items())), label)
 
 
@@ -199,8 +209,9 @@ def parse_seeds(where: str, raw) -> tuple[int, ...]:
     if not isinstance(raw, list) or not raw:
         raise UserError(f"{where}: 'seeds' must be a non-empty list of integers or a count.")
     for seed in raw:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise UserError(f"{where}: seeds must be non-negative integers, got {seed!r}.")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < MAX_SEED:
+            raise UserError(f"{where}: seeds must be integers in [0, {MAX_SEED}), got {seed!r} "
+                            "(larger seeds would share episodes with evaluation or datasets).")
     duplicates = sorted({s for s in raw if raw.count(s) > 1})
     if duplicates:
         raise UserError(f"{where}: duplicate seeds {duplicates}; each seed may appear once.")

@@ -44,6 +44,10 @@ def test_smoke_like_suite_writes_every_file_and_reruns_skip_finished(tmp_path, c
     capsys.readouterr()
     assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
     assert "2 already finished, 0 to run" in capsys.readouterr().out
+    # The same runs under other settings are not silently skipped.
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug",
+                 "--set", "protocol.offline_steps=30"]) == 2
+    assert "already finished with other settings (protocol differ" in capsys.readouterr().err
     assert main(["report", "--results", str(results)]) == 0
     summary = pd.read_csv(results / "_report" / "t" / "summary.csv")
     assert set(summary.task) == {"toy/reach", "metaworld/door-open"}
@@ -118,3 +122,7 @@ def test_divergence_fails_the_run_with_step_and_metric_and_the_suite_goes_on(tmp
                  "--only", "seed=0"]) == 1
     kept = results / "t/toy.reach/nan-test/seed0/previous/attempt-1/status.json"
     assert json.loads(kept.read_text())["state"] == "failed"
+    # The report leaves failed runs out instead of averaging their last evaluation in.
+    with pytest.raises(Exception, match="no runs with metrics"):
+        from harness.report import load_runs
+        load_runs(results)

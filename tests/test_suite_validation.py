@@ -34,7 +34,7 @@ BAD_SUITES = {
     "unknown task suggests closest": ("tasks: [metaworld/door-opn]", "Did you mean 'door-open'"),
     "unknown algorithm suggests closest": ("algorithms: [bcc]", "Did you mean 'bc'"),
     "planned algorithm": ("algorithms: [moto]", "not implemented yet"),
-    "negative seed": ("seeds: [0, -1]", "non-negative"),
+    "negative seed": ("seeds: [0, -1]", "seeds must be integers in [0, 100000)"),
     "duplicate seeds": ("seeds: [1, 1]", "duplicate seeds"),
     "wrong type": ("seeds: zero", "'seeds'"),
     "unknown preset": ("algorithms: [{name: bc, preset: tiny}]", "no preset 'tiny'"),
@@ -103,6 +103,10 @@ def test_unwritable_results_directory(tmp_path, capsys):
     path = small_suite(tmp_path)
     assert main(["run", str(path), "--results", str(blocker / "results")]) == 2
     assert "Pass --results with a writable path" in capsys.readouterr().err
+    assert main(["run", str(path), "--results", str(tmp_path / "r"),
+                 "--data-dir", str(blocker / "data")]) == 2
+    assert "Pass --data-dir with a writable path" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_suite_name_suggests_a_shipped_one(capsys):
@@ -131,3 +135,29 @@ def test_shipped_paper_suites_name_the_paper_protocol_and_all_algorithms():
         assert raw["protocol"]["offline_steps"] == 10000
         assert raw["protocol"]["online_env_steps"] == 500000
         assert raw["protocol"]["updates_per_episode"] == per_episode
+
+
+@pytest.mark.parametrize("algorithms,expected", [
+    ("[{name: bc, label: ../../x}]", "'label' must be a plain folder name"),
+    ("[{name: bc, label: ''}]", "'label' must be a plain folder name"),
+    ("[{name: bc, config: {1: 2}}]", "config keys must be field names"),
+    ("[{name: bc, config: {steps_per_call: 0}}]", "steps_per_call must be >= 1"),
+    ("[{name: bc, config: {hidden_dims: [64, 0]}}]", "hidden_dims must hold positive sizes"),
+])
+def test_bad_labels_and_config_values(tmp_path, capsys, algorithms, expected):
+    path = small_suite(tmp_path, algorithms=algorithms)
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_seeds_that_would_collide_with_evaluation_streams_are_rejected(tmp_path, capsys):
+    path = small_suite(tmp_path, seeds="[0, 100000]")
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert "seeds must be integers in [0, 100000)" in capsys.readouterr().err
+
+
+def test_discrete_gym_tasks_are_rejected_before_running(tmp_path, capsys):
+    path = small_suite(tmp_path, tasks="[gym/CartPole-v1]", protocol={"online_env_steps": 500})
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert "discrete action space" in capsys.readouterr().err

@@ -22,6 +22,12 @@ def task_info(env_id: str) -> TaskInfo:
         names = sorted(gym.registry)
         raise UserError(f"unknown Gymnasium id '{env_id}' in task 'gym/{env_id}'."
                         f"{closest(env_id, names)} ({err})") from None
+    probe = gym.make(env_id)
+    discrete = not isinstance(probe.action_space, gym.spaces.Box)
+    probe.close()
+    if discrete:
+        raise UserError(f"task 'gym/{env_id}' has a discrete action space; only continuous "
+                        "(Box) action spaces are supported.")
     steps = spec.max_episode_steps or 1000
     return TaskInfo(f"gym/{env_id}", "gym", steps, 1, False, "random")
 
