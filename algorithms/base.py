@@ -90,11 +90,11 @@ _REGISTRY: dict[str, type] = {}
 # name -> module that defines (and registers) it. A new algorithm adds one line here.
 MODULES = {
     "bc": "algorithms.bc",
+    "dreamerv2": "algorithms.dreamerv2",
 }
 
 # Algorithms the suites may name before they exist, and where their work is tracked.
 PLANNED = {
-    "dreamerv2": "issue 3, world model and DreamerV2",
     "moto": "issue 4, MOTO",
     "sac": "issue 5, model-free baselines",
     "cql": "issue 5, model-free baselines",

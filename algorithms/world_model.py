@@ -184,14 +184,35 @@ class ConvDecoder(nn.Module):
         return x.reshape(lead + x.shape[1:])
 
 
+class VectorDecoder(nn.Module):
+    """Features -> mean state vector, for `gym/` tasks with state observations."""
+
+    size: int
+    units: int
+    layers: int
+
+    @nn.compact
+    def __call__(self, features):
+        return nn.Dense(self.size)(nets.MLP((self.units,) * self.layers, activation="elu")(features))
+
+
 class WorldModel(nn.Module):
     config: WorldModelConfig
     action_dim: int
+    obs_shape: tuple = (64, 64, 3)  # 64x64x3 uint8 images, or (D,) float state vectors
+
+    @property
+    def pixels(self) -> bool:
+        return len(self.obs_shape) == 3
 
     def setup(self):
         c = self.config
-        self.encoder = ConvEncoder(c.cnn_depth, c.mlp_units, c.mlp_layers)
-        self.decoder = ConvDecoder(c.cnn_depth, c.mlp_units, c.mlp_layers)
+        if self.pixels:
+            self.encoder = ConvEncoder(c.cnn_depth, c.mlp_units, c.mlp_layers)
+            self.decoder = ConvDecoder(c.cnn_depth, c.mlp_units, c.mlp_layers)
+        else:
+            self.encoder = nets.MLP((c.mlp_units,) * c.mlp_layers, activation="elu")
+            self.decoder = VectorDecoder(self.obs_shape[0], c.mlp_units, c.mlp_layers)
         self.reward_head = nets.MLP((c.mlp_units,) * c.mlp_layers, activation="elu")
         self.reward_out = nn.Dense(1)
         self.img_in = nn.Dense(c.hidden)
@@ -274,7 +295,13 @@ class WorldModel(nn.Module):
     # -- heads -------------------------------------------------------------------------------
 
     def encode(self, obs):
-        return self.encoder(obs)
+        return self.encoder(obs if self.pixels else obs.astype(jnp.float32))
+
+    def observation_target(self, obs):
+        """What the decoder predicts: images scaled to x/255 - 0.5, state vectors as they are."""
+        if self.pixels:
+            return obs.astype(jnp.float32) / 255.0 - 0.5
+        return obs.astype(jnp.float32)
 
     def decode(self, features):
         return self.decoder(features)
@@ -283,7 +310,7 @@ class WorldModel(nn.Module):
         return self.reward_out(self.reward_head(features))[..., 0]
 
     def init_all(self, obs, action, key):
-        """Touches every submodule once, for `init`: obs (B, 64, 64, 3), action (B, A)."""
+        """Touches every submodule once, for `init`: obs (B, *obs_shape), action (B, A)."""
         state = self.initial(obs.shape[0])
         post, _ = self.obs_step(state, action, self.encode(obs), jnp.ones(obs.shape[0]), key, 0)
         features = self.features(post)
@@ -352,19 +379,20 @@ def imagine(model: WorldModel, params, policy: Callable, start: dict, horizon: i
 def world_model_loss(model: WorldModel, params, batch: dict, key) -> tuple[jax.Array, tuple]:
     """-log p(image) - log p(reward) + kl_scale * balanced KL, averaged over (B, T).
 
-    batch: `obs` (B, T, 64, 64, 3) uint8, `action` (B, T, A), `reward` (B, T), `is_first` (B, T).
-    Unit-variance Gaussian log-likelihoods without their constants: the image term is half
-    the squared error summed over pixels (in the x/255 - 0.5 scale). Returns the loss and
-    (posts, metrics).
+    batch: `obs` (B, T, *obs_shape), `action` (B, T, A), `reward` (B, T), `is_first` (B, T).
+    Unit-variance Gaussian log-likelihoods without their constants: the observation term is
+    half the squared error summed over pixels (in the x/255 - 0.5 scale) or vector entries.
+    Returns the loss and (posts, metrics).
     """
     c = model.config
     embed = model.apply(params, batch["obs"], method=WorldModel.encode)
     posts, priors = observe(model, params, embed, batch["action"], batch["is_first"], key)
     features = WorldModel.features(jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), posts))
     features = features.reshape(batch["action"].shape[:2] + (-1,))
-    target = batch["obs"].astype(jnp.float32) / 255.0 - 0.5
-    image_nll = 0.5 * jnp.sum((model.apply(params, features, method=WorldModel.decode) - target) ** 2,
-                              axis=(-3, -2, -1)).mean()
+    target = model.apply(params, batch["obs"], method=WorldModel.observation_target)
+    prediction = model.apply(params, features, method=WorldModel.decode)
+    obs_axes = tuple(range(-len(model.obs_shape), 0))
+    image_nll = 0.5 * jnp.sum((prediction - target) ** 2, axis=obs_axes).mean()
     reward_nll = 0.5 * jnp.mean((model.apply(params, features, method=WorldModel.reward)
                                  - batch["reward"]) ** 2)
     if c.latent == "discrete":
@@ -375,6 +403,5 @@ def world_model_loss(model: WorldModel, params, batch: dict, key) -> tuple[jax.A
                                        (priors["mean"], priors["std"]), c.kl_balance, c.free_nats)
     loss = image_nll + reward_nll + c.kl_scale * kl_loss
     metrics = {"model_loss": loss, "image_nll": image_nll, "reward_nll": reward_nll, "kl": kl,
-               "image_mse": jnp.mean((model.apply(params, features, method=WorldModel.decode)
-                                      - target) ** 2)}
+               "image_mse": jnp.mean((prediction - target) ** 2)}
     return loss, (posts, metrics)

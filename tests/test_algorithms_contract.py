@@ -82,4 +82,20 @@ def test_state_dict_round_trips_exactly(name):
     for a, b in zip(jax.tree.leaves(agent.state_dict()), jax.tree.leaves(clone.state_dict())):
         np.testing.assert_array_equal(a, b)
     obs = act_input(agent, PIXELS, 2)
-    np.testing.assert_array_equal(agent.act(obs, None, True)[0], clone.act(obs, None, True)[0])
+    np.testing.assert_array_equal(agent.act(obs, agent.initial_state(2), True)[0],
+                                  clone.act(obs, clone.initial_state(2), True)[0])
+
+
+@pytest.mark.parametrize("name", implemented())
+def test_initial_state_starts_a_fresh_episode(name):
+    agent = build(name)
+    rng = np.random.default_rng(0)
+    obs = [rng.integers(0, 256, act_input(agent, PIXELS, 1).shape, dtype=np.uint8) for _ in range(3)]
+    saved = agent.state_dict()  # parameters and RNG, so that sampled latents repeat
+    first, _ = agent.act(obs[0], agent.initial_state(1), explore=False)
+    state = agent.initial_state(1)
+    for o in obs[1:]:  # some history carried in the state
+        _, state = agent.act(o, state, explore=False)
+    agent.load_state_dict(saved)
+    again, _ = agent.act(obs[0], agent.initial_state(1), explore=False)
+    np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-6)
