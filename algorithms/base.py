@@ -85,6 +85,25 @@ class Algorithm(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
+class TrainStateMixin:
+    """`state_dict` / `load_state_dict` for agents that keep every learnable and random piece
+    of state in two attributes: `_train` (a pytree of parameters, optimizer states, counters)
+    and `_rng` (a JAX key). Saving copies them to host NumPy arrays; loading puts them back
+    as device arrays, so training continues bit for bit."""
+
+    def state_dict(self) -> dict:
+        import jax
+
+        return jax.device_get({"train": self._train, "rng": self._rng})
+
+    def load_state_dict(self, state: dict) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        self._train = jax.tree.map(jnp.asarray, state["train"])
+        self._rng = jnp.asarray(state["rng"])
+
+
 _REGISTRY: dict[str, type] = {}
 
 # name -> module that defines (and registers) it. A new algorithm adds one line here.

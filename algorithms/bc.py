@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from algorithms import nets
-from algorithms.base import Transitions, register
+from algorithms.base import TrainStateMixin, Transitions, register
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def bc_loss(params, policy: Policy, stacked_obs, action):
 
 
 @register
-class BC:
+class BC(TrainStateMixin):
     name = "bc"
     Config = Config
 
@@ -126,10 +126,3 @@ class BC:
         key, self._rng = jax.random.split(self._rng)
         action = self._act_jit(self._train["params"], obs, key, bool(explore))
         return np.asarray(action), state
-
-    def state_dict(self) -> dict:
-        return jax.device_get({"train": self._train, "rng": self._rng})
-
-    def load_state_dict(self, state: dict) -> None:
-        self._train = jax.tree.map(jnp.asarray, state["train"])
-        self._rng = jnp.asarray(state["rng"])

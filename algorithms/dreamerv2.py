@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from algorithms import nets
-from algorithms.base import Sequences, make_config, register
+from algorithms.base import Sequences, TrainStateMixin, make_config, register
 from algorithms.returns import lambda_returns
 from algorithms.world_model import WorldModel, WorldModelConfig, imagine, world_model_loss
 
@@ -87,7 +87,7 @@ def _adam(lr: float, eps: float, clip: float, weight_decay: float = 0.0):
 
 
 @register
-class DreamerV2:
+class DreamerV2(TrainStateMixin):
     name = "dreamerv2"
     Config = Config
 
@@ -227,10 +227,3 @@ class DreamerV2:
         key, self._rng = jax.random.split(self._rng)
         action, state = self._act_jit(self._train["params"], obs, state, key, bool(explore))
         return np.asarray(action), state
-
-    def state_dict(self) -> dict:
-        return jax.device_get({"train": self._train, "rng": self._rng})
-
-    def load_state_dict(self, state: dict) -> None:
-        self._train = jax.tree.map(jnp.asarray, state["train"])
-        self._rng = jnp.asarray(state["rng"])
