@@ -30,6 +30,13 @@ def test_set_overrides_a_protocol_value(tmp_path):
     assert suite.protocol.offline_steps == 7
 
 
+def assert_rejected(path, tmp_path, capsys, expected):
+    """Running the suite exits 2, says `expected` on stderr, and creates no results dir."""
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 BAD_SUITES = {
     "unknown task suggests closest": ("tasks: [metaworld/door-opn]", "Did you mean 'door-open'"),
     "unknown algorithm suggests closest": ("algorithms: [bcc]", "Did you mean 'bc'"),
@@ -73,9 +80,7 @@ def test_bad_suite_exits_2_with_a_clear_message_and_writes_nothing(case, tmp_pat
 ])
 def test_impossible_budgets_are_rejected(tmp_path, capsys, protocol, expected):
     path = small_suite(tmp_path, protocol=protocol)
-    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
-    assert expected in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    assert_rejected(path, tmp_path, capsys, expected)
 
 
 def test_metaworld_budget_counts_action_repeat(tmp_path, capsys):
@@ -146,9 +151,7 @@ def test_shipped_paper_suites_name_the_paper_protocol_and_all_algorithms():
 ])
 def test_bad_labels_and_config_values(tmp_path, capsys, algorithms, expected):
     path = small_suite(tmp_path, algorithms=algorithms)
-    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
-    assert expected in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    assert_rejected(path, tmp_path, capsys, expected)
 
 
 def test_seeds_that_would_collide_with_evaluation_streams_are_rejected(tmp_path, capsys):
