@@ -11,36 +11,21 @@ design, and its online episodes only measure it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from algorithms import nets
-from algorithms.base import TrainStateMixin, Transitions, register
+from algorithms.agent import FrameStackAgent
+from algorithms.base import Transitions, register
 
 
 @dataclass(frozen=True)
-class Config:
-    PRESETS: ClassVar[dict] = {
-        "paper": {},
-        "debug": {"batch_size": 32, "cnn_channels": (16, 32, 32), "embed_dim": 32,
-                  "hidden_dims": (64, 64)},
-    }
-
-    batch_size: int = 256  # jaxrl2
-    frame_stack: int = 3  # jaxrl2
-    lr: float = 3e-4  # jaxrl2; decayed to 0 by a cosine over all updates
-    cnn_channels: tuple[int, ...] = (32, 64, 128, 256)  # D4PG encoder, 3x3 stride 2
-    embed_dim: int = 50  # encoder output (Dense -> LayerNorm -> tanh)
-    hidden_dims: tuple[int, ...] = (256, 256)  # policy MLP
-    shift_pad: int = 4  # random-shift augmentation padding, pixels
+class Config(nets.Jaxrl2Config):
     log_std_min: float = -10.0  # ours: clip of the policy's log-std
     log_std_max: float = 2.0  # ours
-    steps_per_call: int = 10  # ours: gradient steps per jitted update call (lax.scan)
 
 
 class Policy(nn.Module):
@@ -65,7 +50,7 @@ def bc_loss(params, policy: Policy, stacked_obs, action):
 
 
 @register
-class BC(TrainStateMixin):
+class BC(FrameStackAgent):
     name = "bc"
     Config = Config
 
@@ -75,7 +60,6 @@ class BC(TrainStateMixin):
                                       offline_only=True)
         self.pixels = len(obs_space.shape) == 3
         self.policy = Policy(config, action_space.shape[0], self.pixels)
-        self.trace_count = 0
         init_key, self._rng = jax.random.split(jax.random.PRNGKey(seed))
         dummy = jnp.zeros((1, config.frame_stack, *obs_space.shape), obs_space.dtype)
         params = self.policy.init(init_key, nets.stack_frames(dummy))
@@ -83,46 +67,18 @@ class BC(TrainStateMixin):
         self.optimizer = optax.adam(schedule)
         self._train = {"params": params, "opt_state": self.optimizer.init(params),
                        "step": jnp.zeros((), jnp.int32)}
-        self._update_jit = jax.jit(self._update_many, donate_argnums=(0,))
-        self._act_jit = jax.jit(self._act, static_argnums=(3,))
 
-    def _augment(self, key, stacked):
-        if not self.pixels:
-            return stacked
-        return nets.random_shift(key, stacked, self.config.shift_pad)
-
-    def _update_many(self, train, key, batch):
-        self.trace_count += 1  # runs only while tracing: counts compilations
-
-        def one_step(train, inputs):
-            step_batch, step_key = inputs
-            obs = self._augment(step_key, nets.stack_frames(step_batch["obs"][:, :-1]))
-            grads, metrics = jax.grad(bc_loss, has_aux=True)(
-                train["params"], self.policy, obs, step_batch["action"])
-            updates, opt_state = self.optimizer.update(grads, train["opt_state"], train["params"])
-            params = optax.apply_updates(train["params"], updates)
-            return {"params": params, "opt_state": opt_state, "step": train["step"] + 1}, metrics
-
-        k = batch["action"].shape[0]
-        train, metrics = nets.scan_updates(one_step, train, (batch, jax.random.split(key, k)))
-        return train, jax.tree.map(jnp.mean, metrics)
-
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        batch = {"obs": batch["obs"], "action": batch["action"]}
-        key, self._rng = jax.random.split(self._rng)
-        self._train, metrics = self._update_jit(self._train, key, batch)
-        return {k: float(v) for k, v in jax.device_get(metrics).items()}
+    def _one_update(self, train, inputs):
+        batch, key = inputs
+        obs = self._augment(key, nets.stack_frames(batch["obs"][:, :-1]))
+        grads, metrics = jax.grad(bc_loss, has_aux=True)(train["params"], self.policy, obs,
+                                                         batch["action"])
+        updates, opt_state = self.optimizer.update(grads, train["opt_state"], train["params"])
+        params = optax.apply_updates(train["params"], updates)
+        return {"params": params, "opt_state": opt_state, "step": train["step"] + 1}, metrics
 
     def _act(self, params, obs, key, explore):
         mean, log_std = self.policy.apply(params, nets.stack_frames(obs))
         if explore:
             return nets.tanh_gaussian_sample(key, mean, log_std)
         return jnp.tanh(mean)
-
-    def initial_state(self, n: int):
-        return None
-
-    def act(self, obs: np.ndarray, state, explore: bool):
-        key, self._rng = jax.random.split(self._rng)
-        action = self._act_jit(self._train["params"], obs, key, bool(explore))
-        return np.asarray(action), state

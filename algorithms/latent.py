@@ -4,7 +4,7 @@ optimizers, building the model, one world-model gradient step, and acting by fil
 An agent built on `LatentAgent` calls `_build` in its constructor (model, actor, its critic,
 optimizers, initial parameters), keeps all its state in `self._train` with the parameters
 under `params` ("model", "actor", "critic"), and writes `_one_update(train, (batch, key))`:
-one gradient step. `update` runs K of them in one jitted call.
+one gradient step. `JittedAgent.update` runs K of them in one jitted call.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import optax
 
 from algorithms import nets
-from algorithms.base import Sequences, TrainStateMixin, make_config
+from algorithms.agent import JittedAgent
+from algorithms.base import Sequences, make_config
 from algorithms.world_model import WorldModel, WorldModelConfig, world_model_loss
 
 
@@ -57,7 +58,7 @@ def flatten_time(tree):
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
-class LatentAgent(TrainStateMixin):
+class LatentAgent(JittedAgent):
     """Model building, the world-model step, `update` and `act` for agents on RSSM states."""
 
     batch_keys: tuple = ("obs", "action", "reward", "is_first")  # what `_one_update` reads
@@ -76,7 +77,6 @@ class LatentAgent(TrainStateMixin):
         self.model = WorldModel(model_config, self.action_dim, tuple(obs_space.shape))
         self.actor = Actor(config.units, config.layers, self.action_dim)
         self.critic = critic
-        self.trace_count = 0
         keys = jax.random.split(jax.random.PRNGKey(seed), 4)
         self._rng = keys[3]
         inputs = (jnp.zeros((1, feature_size(model_config))), jnp.zeros((1, self.action_dim)))
@@ -89,22 +89,10 @@ class LatentAgent(TrainStateMixin):
             "actor": clipped_adam(config.actor_lr, config.eps, config.clip),
             "critic": clipped_adam(config.critic_lr, config.eps, config.clip),
         }
-        self._update_jit = jax.jit(self._update_many, donate_argnums=(0,))
         return params
 
     def _init_opt(self, params: dict) -> dict:
         return {k: self.optimizers[k].init(params[k]) for k in self.optimizers}
-
-    def _update_many(self, train, key, batch):
-        self.trace_count += 1  # runs only while tracing: counts compilations
-        k = batch["action"].shape[0]
-        train, metrics = nets.scan_updates(self._one_update, train, (batch, jax.random.split(key, k)))
-        return train, jax.tree.map(jnp.mean, metrics)
-
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        key, self._rng = jax.random.split(self._rng)
-        self._train, metrics = self._update_jit(self._train, key, {k: batch[k] for k in self.batch_keys})
-        return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
     def _init_model(self, key, obs_space) -> dict:
         obs = jnp.zeros((1, *obs_space.shape), obs_space.dtype)

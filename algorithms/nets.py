@@ -7,7 +7,8 @@ channels (pixels) or features (vectors), as jaxrl2 concatenates stacked frames.
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -57,6 +58,27 @@ def random_shift(key: jax.Array, images: jax.Array, pad: int) -> jax.Array:
     return jax.vmap(crop)(padded, offsets)
 
 
+@dataclass(frozen=True)
+class Jaxrl2Config:
+    """The settings BC, SAC, CQL and IQL share: jaxrl2's pixel baselines. Each algorithm's
+    `Config` subclasses this and adds its own fields."""
+
+    PRESETS: ClassVar[dict] = {
+        "paper": {},
+        "debug": {"batch_size": 32, "cnn_channels": (16, 32, 32), "embed_dim": 32,
+                  "hidden_dims": (64, 64)},
+    }
+
+    batch_size: int = 256  # jaxrl2
+    frame_stack: int = 3  # jaxrl2
+    lr: float = 3e-4  # jaxrl2, every network's Adam; the actor's (policy's) decays by a cosine
+    cnn_channels: tuple[int, ...] = (32, 64, 128, 256)  # D4PG encoder, 3x3 stride 2
+    embed_dim: int = 50  # encoder output (Dense -> LayerNorm -> tanh)
+    hidden_dims: tuple[int, ...] = (256, 256)  # every MLP
+    shift_pad: int = 4  # random-shift augmentation padding, pixels
+    steps_per_call: int = 10  # ours: gradient steps per jitted update call
+
+
 class MLP(nn.Module):
     hidden_dims: Sequence[int]
     activation: str = "relu"
@@ -67,6 +89,16 @@ class MLP(nn.Module):
         for width in self.hidden_dims:
             x = act(nn.Dense(width)(x))
         return x
+
+
+class ScalarHead(nn.Module):
+    """MLP -> Dense(1), squeezed: a value or one Q function. (..., D) -> (...)."""
+
+    hidden_dims: Sequence[int]
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(1)(MLP(self.hidden_dims)(x))[..., 0]
 
 
 class PixelEncoder(nn.Module):

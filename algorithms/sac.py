@@ -9,9 +9,11 @@ critics carry a leading axis of 2.
     temperature:  L(alpha) = alpha * mean_B ( -log pi(a~|s) - H_target )
 
 DrQ-style agent (jaxrl2 settings): one D4PG encoder shared by actor and critic, trained by the
-critic only (the actor sees its features with the gradient stopped), random-shift augmentation
-of observation and next observation, a Polyak target of encoder and critics, initial
-temperature 0.1, target entropy -|A|, entropy in the backup.
+critic only (the actor sees its features with the gradient stopped; a' in the target comes from
+the current actor on the current encoder), random-shift augmentation of observation and next
+observation, a Polyak target of encoder and critics, initial temperature 0.1, target entropy
+-|A|, entropy in the backup. All losses of a step use the parameters at its start, and one
+Adam step updates them together.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from algorithms import nets
-from algorithms.base import TrainStateMixin, Transitions, register
+from algorithms.agent import FrameStackAgent
+from algorithms.base import Transitions, register
 
 
 def soft_target(reward, terminal, next_q_min, next_log_prob, temperature, discount: float,
@@ -63,36 +65,23 @@ def temperature_loss(temperature, log_prob, target_entropy: float) -> jax.Array:
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(nets.Jaxrl2Config):
     PRESETS: ClassVar[dict] = {
-        "paper": {},
-        "debug": {"batch_size": 32, "cnn_channels": (16, 32, 32), "embed_dim": 32,
-                  "hidden_dims": (64, 64)},
+        **nets.Jaxrl2Config.PRESETS,
+        # The co-author's jaxrl2 config for SAC (see docs/algorithms/model-free.md): CQL's
+        # settings with alpha_cql = 0.
+        "coauthor": {"share_encoder": False, "init_temperature": 1.0,
+                     "target_entropy_per_dim": -0.5, "backup_entropy": False},
     }
 
-    batch_size: int = 256  # jaxrl2
-    frame_stack: int = 3  # jaxrl2
-    lr: float = 3e-4  # jaxrl2, actor, critic and temperature; cosine decay over all updates
-    cnn_channels: tuple[int, ...] = (32, 64, 128, 256)  # D4PG encoder, 3x3 stride 2
-    embed_dim: int = 50  # encoder output (Dense -> LayerNorm -> tanh)
-    hidden_dims: tuple[int, ...] = (256, 256)  # actor and critic MLPs
-    shift_pad: int = 4  # random-shift augmentation padding, pixels
     discount: float = 0.99
     tau: float = 0.005  # Polyak rate of the target encoder and critics
     init_temperature: float = 0.1  # DrQ
     target_entropy_per_dim: float = -1.0  # target entropy = this x |A| (SAC: -|A|)
     backup_entropy: bool = True  # the entropy term in the critic's target (SAC: yes)
+    share_encoder: bool = True  # DrQ: actor reads the critic's features; false: its own encoder
     log_std_min: float = -10.0  # ours: clip of the policy's log-std
     log_std_max: float = 2.0  # ours
-    steps_per_call: int = 10  # ours: gradient steps per jitted update call
-
-
-class _QHead(nn.Module):
-    hidden_dims: tuple
-
-    @nn.compact
-    def __call__(self, x):
-        return nn.Dense(1)(nets.MLP(self.hidden_dims)(x))[..., 0]
 
 
 class TwinQ(nn.Module):
@@ -102,7 +91,7 @@ class TwinQ(nn.Module):
 
     @nn.compact
     def __call__(self, embed, action):
-        twins = nn.vmap(_QHead, variable_axes={"params": 0}, split_rngs={"params": True},
+        twins = nn.vmap(nets.ScalarHead, variable_axes={"params": 0}, split_rngs={"params": True},
                         in_axes=None, out_axes=0, axis_size=2)
         return twins(self.hidden_dims)(jnp.concatenate([embed, action], -1))
 
@@ -119,10 +108,20 @@ class ActorHead(nn.Module):
         return nets.TanhGaussianHead(self.action_dim, self.log_std_min, self.log_std_max)(hidden)
 
 
+def jaxrl2_optimizer(lr: float, total_updates: int, actor_keys: tuple[str, ...]):
+    """Adam at `lr` for every parameter; the actor's rate decays to 0 by a cosine over all
+    updates, the others stay constant (jaxrl2 decays only `actor_lr`). `actor_keys` name the
+    top-level parameter entries that belong to the actor."""
+    actor = optax.adam(optax.cosine_decay_schedule(lr, max(total_updates, 1)))
+    labels = lambda params: {k: "actor" if k in actor_keys else "rest" for k in params}
+    return optax.multi_transform({"actor": actor, "rest": optax.adam(lr)}, labels)
+
+
 @register
-class SAC(TrainStateMixin):
+class SAC(FrameStackAgent):
     name = "sac"
     Config = Config
+    batch_keys = ("obs", "action", "reward", "terminal")
 
     def __init__(self, obs_space, action_space, config: Config, seed: int, total_updates: int):
         self.config = config
@@ -134,74 +133,84 @@ class SAC(TrainStateMixin):
         self.critic = TwinQ(tuple(config.hidden_dims))
         self.actor = ActorHead(tuple(config.hidden_dims), self.action_dim, config.log_std_min,
                                config.log_std_max)
-        self.trace_count = 0
-        keys = jax.random.split(jax.random.PRNGKey(seed), 4)
-        self._rng = keys[3]
+        keys = jax.random.split(jax.random.PRNGKey(seed), 5)
+        self._rng = keys[4]
         obs = nets.stack_frames(jnp.zeros((1, config.frame_stack, *obs_space.shape), obs_space.dtype))
         embed = jnp.zeros((1, config.embed_dim))
         params = {"encoder": self.encoder.init(keys[0], obs),
                   "critic": self.critic.init(keys[1], embed, jnp.zeros((1, self.action_dim))),
                   "actor": self.actor.init(keys[2], embed),
                   "log_temperature": jnp.log(jnp.asarray(config.init_temperature, jnp.float32))}
-        schedule = optax.cosine_decay_schedule(config.lr, max(total_updates, 1))
-        self.optimizer = optax.adam(schedule)
+        if not self.config.share_encoder:
+            params["actor_encoder"] = self.encoder.init(keys[3], obs)
+        self.policy_keys = ("actor", "log_temperature") + tuple(k for k in ("actor_encoder",) if k in params)
+        self.optimizer = jaxrl2_optimizer(config.lr, total_updates, ("actor", "actor_encoder"))
         target = {"encoder": params["encoder"], "critic": params["critic"]}
         self._train = {"params": params, "target": jax.tree.map(jnp.copy, target),
                        "opt": self.optimizer.init(params)}
-        self._update_jit = jax.jit(self._update_many, donate_argnums=(0,))
-        self._act_jit = jax.jit(self._act, static_argnums=(3,))
 
-    # -- losses on one batch -----------------------------------------------------------------
+    # -- pieces of one update ----------------------------------------------------------------
 
-    def _augment(self, key, stacked):
-        return nets.random_shift(key, stacked, self.config.shift_pad) if self.pixels else stacked
+    def _actor_embed(self, params, obs, critic_embed=None):
+        """The actor's input features. SAC (DrQ): the critic's encoder, gradient stopped (pass
+        `critic_embed` when it is at hand); CQL: the actor's own encoder, trained by the actor."""
+        if not self.config.share_encoder:
+            return self.encoder.apply(params["actor_encoder"], obs)
+        if critic_embed is None:
+            critic_embed = self.encoder.apply(params["encoder"], obs)
+        return jax.lax.stop_gradient(critic_embed)
 
     def _policy_sample(self, actor_params, embed, key):
         mean, log_std = self.actor.apply(actor_params, embed)
         return nets.tanh_gaussian_sample_and_log_prob(key, mean, log_std)
 
     def _critic_target(self, params, target, next_obs, batch, key):
-        """y of the soft Bellman backup, from the target encoder and critics: (B,)."""
+        """y of the soft Bellman backup: a' from the current actor, Q from the target critic: (B,)."""
+        next_action, next_log_prob = self._policy_sample(
+            params["actor"], self._actor_embed(params, next_obs), key)
         next_embed = self.encoder.apply(target["encoder"], next_obs)
-        next_action, next_log_prob = self._policy_sample(params["actor"], next_embed, key)
         next_q = self.critic.apply(target["critic"], next_embed, next_action).min(0)
         temperature = jnp.exp(params["log_temperature"])
         return soft_target(batch["reward"], batch["terminal"], next_q, next_log_prob, temperature,
                            self.config.discount, self.config.backup_entropy)
 
-    def _critic_loss(self, critic_params, obs, action, target_q):
-        """The loss of the encoder and Q heads; returns it with (embeddings, metrics)."""
+    def _critic_loss(self, critic_params, params, obs, action, target_q, key):
+        """The loss of the critic's encoder and Q heads; returns it with (embedding, Q(s, a), metrics).
+
+        `params` (all current parameters) and `key` are for subclasses that add a regularizer.
+        """
         embed = self.encoder.apply(critic_params["encoder"], obs)
         q = self.critic.apply(critic_params["critic"], embed, action)
         loss = twin_critic_loss(q, target_q)
-        return loss, (embed, {"critic_loss": loss, "q": q.mean()})
+        return loss, (embed, q, {"critic_loss": loss, "q": q.mean()})
+
+    def _actor_loss(self, policy_params, critic_params, obs, critic_embed, key):
+        """Actor and temperature losses, with the critic fixed; `critic_embed` carries no gradient."""
+        embed = self._actor_embed(policy_params, obs, critic_embed)
+        action, log_prob = self._policy_sample(policy_params["actor"], embed, key)
+        q_min = self.critic.apply(critic_params, critic_embed, action).min(0)
+        temperature = jnp.exp(policy_params["log_temperature"])
+        a_loss = actor_loss(q_min, log_prob, temperature)
+        t_loss = temperature_loss(temperature, log_prob, self.target_entropy)
+        return a_loss + t_loss, {"actor_loss": a_loss, "temperature": temperature,
+                                 "entropy": -log_prob.mean(), "temperature_loss": t_loss}
 
     def _one_update(self, train, inputs):
         batch, key = inputs
-        obs_key, next_key, target_key, actor_key = jax.random.split(key, 4)
+        obs_key, next_key, target_key, critic_key, actor_key = jax.random.split(key, 5)
         params = train["params"]
-        stacked = nets.stack_frames(batch["obs"][:, :-1])
-        next_stacked = nets.stack_frames(batch["obs"][:, 1:])
-        obs, next_obs = self._augment(obs_key, stacked), self._augment(next_key, next_stacked)
+        obs = self._augment(obs_key, nets.stack_frames(batch["obs"][:, :-1]))
+        next_obs = self._augment(next_key, nets.stack_frames(batch["obs"][:, 1:]))
 
         target_q = self._critic_target(params, train["target"], next_obs, batch, target_key)
         critic_params = {"encoder": params["encoder"], "critic": params["critic"]}
-        critic_grads, (embed, critic_metrics) = jax.grad(self._critic_loss, has_aux=True)(
-            critic_params, obs, batch["action"], target_q)
+        critic_grads, (embed, _, critic_metrics) = jax.grad(self._critic_loss, has_aux=True)(
+            critic_params, params, obs, batch["action"], target_q, critic_key)
 
-        embed = jax.lax.stop_gradient(embed)  # the actor does not train the encoder
+        policy_params = {k: params[k] for k in self.policy_keys}
+        policy_grads, actor_metrics = jax.grad(self._actor_loss, has_aux=True)(
+            policy_params, params["critic"], obs, jax.lax.stop_gradient(embed), actor_key)
 
-        def actor_and_temperature_loss(p):
-            action, log_prob = self._policy_sample(p["actor"], embed, actor_key)
-            q_min = self.critic.apply(params["critic"], embed, action).min(0)
-            temperature = jnp.exp(p["log_temperature"])
-            a_loss = actor_loss(q_min, log_prob, temperature)
-            t_loss = temperature_loss(temperature, log_prob, self.target_entropy)
-            return a_loss + t_loss, {"actor_loss": a_loss, "temperature": temperature,
-                                     "entropy": -log_prob.mean(), "temperature_loss": t_loss}
-
-        policy_params = {"actor": params["actor"], "log_temperature": params["log_temperature"]}
-        policy_grads, actor_metrics = jax.grad(actor_and_temperature_loss, has_aux=True)(policy_params)
         updates, opt = self.optimizer.update({**critic_grads, **policy_grads}, train["opt"], params)
         params = optax.apply_updates(params, updates)
         tau = self.config.tau
@@ -210,31 +219,10 @@ class SAC(TrainStateMixin):
                               train["target"])
         return {"params": params, "target": target, "opt": opt}, {**critic_metrics, **actor_metrics}
 
-    def _update_many(self, train, key, batch):
-        self.trace_count += 1  # runs only while tracing: counts compilations
-        k = batch["action"].shape[0]
-        train, metrics = nets.scan_updates(self._one_update, train, (batch, jax.random.split(key, k)))
-        return train, jax.tree.map(jnp.mean, metrics)
-
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        batch = {k: batch[k] for k in ("obs", "action", "reward", "terminal")}
-        key, self._rng = jax.random.split(self._rng)
-        self._train, metrics = self._update_jit(self._train, key, batch)
-        return {k: float(v) for k, v in jax.device_get(metrics).items()}
-
     # -- acting ------------------------------------------------------------------------------
 
     def _act(self, params, obs, key, explore):
-        embed = self.encoder.apply(params["encoder"], nets.stack_frames(obs))
-        mean, log_std = self.actor.apply(params["actor"], embed)
+        mean, log_std = self.actor.apply(params["actor"], self._actor_embed(params, nets.stack_frames(obs)))
         if explore:
             return nets.tanh_gaussian_sample(key, mean, log_std)
         return jnp.tanh(mean)
-
-    def initial_state(self, n: int):
-        return None
-
-    def act(self, obs: np.ndarray, state, explore: bool):
-        key, self._rng = jax.random.split(self._rng)
-        action = self._act_jit(self._train["params"], obs, key, bool(explore))
-        return np.asarray(action), state

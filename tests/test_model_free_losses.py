@@ -47,7 +47,7 @@ def test_conservative_penalty_is_an_importance_weighted_logsumexp_minus_the_data
         for b in range(B):
             terms = [np.exp(q_random[j, k, b]) / 0.5**action_dim for k in range(n)]
             terms += [np.exp(q_policy[j, k, b]) / np.exp(log_pi[k, b]) for k in range(n)]
-            expected += (np.log(np.sum(terms)) - q_data[j, b]) / B
+            expected += (np.log(np.sum(terms)) - q_data[j, b]) / (2 * B)  # mean over critics, batch
     got = cql.conservative_penalty(q_random, q_policy, log_pi, q_data, action_dim)
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
@@ -72,3 +72,59 @@ def test_iql_value_target_and_clipped_advantage_weights():
     grad = jax.grad(iql.advantage_weighted_actor_loss, argnums=1)(
         jnp.asarray(log_prob), jnp.asarray(advantage), 3.0)
     assert np.all(np.asarray(grad) == 0)  # weights are constants
+
+
+def test_unit_gaussian_log_prob_matches_the_normal_density():
+    mean, action = RNG.normal(size=(B, 3)), RNG.normal(size=(B, 3))
+    expected = np.sum(-0.5 * (action - mean) ** 2 - 0.5 * np.log(2 * np.pi), axis=-1)
+    np.testing.assert_allclose(iql.unit_gaussian_log_prob(mean, action), expected, rtol=1e-5)
+
+
+def test_jaxrl2_optimizer_decays_only_the_actor_learning_rate():
+    params = {"actor": jnp.zeros(2), "critic": jnp.zeros(2), "log_temperature": jnp.zeros(())}
+    optimizer = sac.jaxrl2_optimizer(1e-3, total_updates=10, actor_keys=("actor",))
+    state = optimizer.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    for step in range(10):  # Adam's first steps move by about lr * sign(grad)
+        updates, state = optimizer.update(grads, state, params)
+        if step == 0:
+            first = updates
+    assert float(first["actor"][0]) == pytest.approx(-1e-3, rel=1e-3)
+    assert float(updates["critic"][0]) == pytest.approx(-1e-3, rel=1e-3)  # constant
+    assert float(updates["log_temperature"]) == pytest.approx(-1e-3, rel=1e-3)
+    # Cosine over 10 updates: at the 10th step the actor's rate is lr * (1 + cos(0.9 pi)) / 2.
+    assert float(updates["actor"][0]) == pytest.approx(-1e-3 * (1 + np.cos(0.9 * np.pi)) / 2, rel=1e-2)
+
+
+def test_iql_rejects_an_expectile_outside_zero_one():
+    from algorithms.base import ConfigError, get, make_config
+
+    with pytest.raises(ConfigError, match="expectile must be in"):
+        make_config(get("iql"), "paper", {"expectile": 1.0})
+
+
+def test_sac_shares_the_critic_encoder_and_cql_trains_its_own_actor_encoder():
+    import gymnasium as gym
+
+    from algorithms.base import get, make_config
+
+    obs_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    rng = np.random.default_rng(0)
+    batch = {"obs": rng.normal(size=(1, 32, 4, 3)).astype(np.float32),
+             "action": rng.uniform(-1, 1, (1, 32, 2)).astype(np.float32),
+             "reward": rng.random((1, 32)).astype(np.float32), "terminal": np.zeros((1, 32), np.float32)}
+    agents = {}
+    for name in ("sac", "cql"):
+        cls = get(name)
+        agents[name] = cls(obs_space, action_space, make_config(cls, "debug", {"steps_per_call": 1}),
+                           seed=0, total_updates=10)
+    assert "actor_encoder" not in agents["sac"].state_dict()["train"]["params"]
+    cql = agents["cql"]
+    before = cql.state_dict()["train"]["params"]
+    cql.update(batch)
+    after = cql.state_dict()["train"]["params"]
+    for part in ("encoder", "actor_encoder"):  # both trained, each by its own loss
+        changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before[part], after[part])
+        assert any(jax.tree.leaves(changed)), part
+    assert not np.allclose(jax.tree.leaves(after["encoder"])[0], jax.tree.leaves(after["actor_encoder"])[0])
