@@ -152,8 +152,9 @@ class SAC(FrameStackAgent):
     # -- pieces of one update ----------------------------------------------------------------
 
     def _actor_embed(self, params, obs, critic_embed=None):
-        """The actor's input features. SAC (DrQ): the critic's encoder, gradient stopped (pass
-        `critic_embed` when it is at hand); CQL: the actor's own encoder, trained by the actor."""
+        """The actor's input features. With `share_encoder` (DrQ, SAC's `paper`): the critic's
+        encoder, gradient stopped (pass `critic_embed` when it is at hand); without (CQL, SAC's
+        `coauthor`): the actor's own encoder, which the actor's loss trains."""
         if not self.config.share_encoder:
             return self.encoder.apply(params["actor_encoder"], obs)
         if critic_embed is None:
