@@ -126,3 +126,21 @@ def test_divergence_fails_the_run_with_step_and_metric_and_the_suite_goes_on(tmp
     with pytest.raises(Exception, match="no runs with metrics"):
         from harness.report import load_runs
         load_runs(results)
+
+
+@pytest.mark.slow
+def test_model_free_baselines_run_on_a_vector_gymnasium_task(tmp_path):
+    """SAC, CQL and IQL through the real run loop on gym/Pendulum-v1 (state vectors)."""
+    algorithms = ", ".join(f"{{name: {name}, preset: debug, config: {{steps_per_call: 2}}}}"
+                           for name in ("sac", "cql", "iql"))
+    path = small_suite(tmp_path, tasks="[gym/Pendulum-v1]", algorithms=f"[{algorithms}]",
+                       protocol={"online_env_steps": 200})
+    results = tmp_path / "results"
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
+    for name in ("sac", "cql", "iql"):
+        run = results / "t" / "gym.Pendulum-v1" / name / "seed0"
+        assert json.loads((run / "status.json").read_text())["state"] == "finished", name
+        metrics = pd.read_csv(run / "metrics.csv")
+        assert metrics.env_steps.iloc[-1] == 200 and metrics.grad_steps.iloc[-1] == 30
+        train = pd.read_csv(run / "train.csv")
+        assert np.isfinite(train.select_dtypes("number").to_numpy()).all(), name
