@@ -18,15 +18,20 @@ untrained policy, so a test fails if its algorithm stops learning, not on an unl
   Threshold 0.5 after 60.
 - SAC (debug preset, lr 1e-3) on `toy/reach-state`: 1000 offline steps, then 40 online episodes
   with 50 updates each (~25 s). Measured: untrained 0.0, 0.2 after the offline phase, 1.0
-  after 10, 20, 30 and 40 episodes. Threshold 0.5. From pixels (`toy/reach`, same schedule,
-  ~170 s) it did not learn: 0.1, as untrained.
-- CQL (debug preset, lr 1e-3) offline from pixels on `toy/reach`, 3000 gradient steps.
-  Measured: untrained 0.15; 0.15 after 1000 steps, 0.8 after 2000, 0.75 after 3000
-  (`q_random` stays ~3 below `q`: the penalty at work). Threshold 0.4. On `toy/reach-state`
-  it reaches 1.0 after 1000 steps.
-- IQL (debug preset, lr 1e-3) offline from pixels on `toy/reach`, 2000 gradient steps.
-  Measured: untrained 0.15; 0.6 after 1000 steps, 0.9 after 2000 (0.8, 0.85, 0.95 after 3000,
-  4000, 5000). Threshold 0.45. It beats BC's 0.40 after 5000 steps: its unit-variance Gaussian
+  after 10, 20, 30 and 40 episodes. Threshold 0.5. From pixels (`toy/reach`) it learns, but
+  too slowly and noisily for a CPU test: with 1000 offline steps and 100 online episodes of
+  50 updates (~180 s), one run went 0.1 untrained, 0.0-0.1 through 50 episodes, then 0.2,
+  0.1, 0.4, 0.35, 0.55 at 60-100; the same schedule in this file's `train` (which evaluates
+  only at the end, so its random streams differ) ended at 0.15.
+- CQL (debug preset, lr 1e-3) offline from pixels on `toy/reach`, 3000 gradient steps
+  (~125-150 s). Measured: untrained 0.15; this test's schedule 0.85. A run that also
+  evaluated along the way (so its random streams differ): 0.15 after 1000 steps, 0.8 after
+  2000, 0.75 after 3000, with `q_random` ~3 below `q` (the penalty at work). Threshold 0.4.
+  On `toy/reach-state` it reaches 1.0 after 1000 steps.
+- IQL (debug preset, lr 1e-3) offline from pixels on `toy/reach`, 3000 gradient steps
+  (~150 s). Measured: untrained 0.15; this test's schedule 0.85 (0.45 when stopped at 2000
+  steps). A run that also evaluated along the way: 0.6, 0.9, 0.8, 0.85, 0.95 after 1000 to
+  5000 steps. Threshold 0.4. It beats BC's 0.40 after 5000 steps: its unit-variance Gaussian
   makes the actor loss a weighted squared error, which fits these demonstrations faster than
   BC's tanh-Gaussian likelihood.
 """
@@ -45,7 +50,7 @@ MOTO_THRESHOLD = 0.5
 DREAMER_THRESHOLD = 0.5
 SAC_THRESHOLD = 0.5
 CQL_THRESHOLD = 0.4
-IQL_THRESHOLD = 0.45
+IQL_THRESHOLD = 0.4
 LATENT_AGENT = {"batch_size": 16, "sequence_length": 16, "units": 64, "layers": 2}
 
 
@@ -109,5 +114,6 @@ def test_cql_learns_toy_reach_offline_from_pixels(data_dir):
 
 @pytest.mark.slow
 def test_iql_learns_toy_reach_offline_from_pixels(data_dir):
-    untrained, trained = train("toy/reach", "iql", {"lr": 1e-3}, data_dir, 2000)
+    untrained, trained = train("toy/reach", "iql", {"lr": 1e-3}, data_dir, 3000)
     assert trained >= IQL_THRESHOLD and trained > untrained, (untrained, trained)
+
