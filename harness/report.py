@@ -68,22 +68,31 @@ def plot_curves(runs: pd.DataFrame, path: Path) -> None:
     tasks = sorted(runs.task.unique())
     cols = min(len(tasks), 4)
     rows = -(-len(tasks) // cols)
+    # One colour per algorithm in every panel, and one legend beside the panels, so the
+    # legend never covers a curve however many algorithms a suite has.
+    algorithms = sorted(runs.algorithm.unique())
+    palette = plt.get_cmap("tab10" if len(algorithms) <= 10 else "tab20")
+    colours = {name: palette(i % palette.N) for i, name in enumerate(algorithms)}
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    handles = {}
     for ax, task in zip(axes.flat, tasks):
         for algorithm, group in runs[runs.task == task].groupby("algorithm"):
             curve = group.groupby("env_steps").eval_success.agg(["mean", "std"]).fillna(0.0)
-            ax.plot(curve.index, curve["mean"], marker="o", markersize=3, label=algorithm)
+            (handles[algorithm],) = ax.plot(curve.index, curve["mean"], marker="o", markersize=3,
+                                            color=colours[algorithm])
             ax.fill_between(curve.index, curve["mean"] - curve["std"], curve["mean"] + curve["std"],
-                            alpha=0.2)
+                            color=colours[algorithm], alpha=0.2)
         ax.set_title(task)
         ax.set_xlabel("online simulator steps")
         ax.set_ylabel("success rate")
         ax.set_ylim(-0.05, 1.05)
-        ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    names = [name for name in algorithms if name in handles]
+    fig.legend([handles[name] for name in names], names, loc="center left",
+               bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
