@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
+import time
 from pathlib import Path
 
 from harness.errors import USER_ERRORS, UserError
@@ -47,77 +47,50 @@ def _filter_runs(runs, only: list[str]):
     return runs
 
 
-def _run_in_subprocess(spec, results: Path, data_dir: Path) -> str:
-    """The `local` executor: each run in a fresh process, so a crash cannot take the suite down."""
-    from harness.log import read_status, write_status
-
-    command = [sys.executable, "-m", "harness", "_run-one", json.dumps(spec.as_dict()),
-               "--results", str(results), "--data-dir", str(data_dir)]
-    code = subprocess.run(command).returncode
-    status = read_status(results / spec.run_id) or {}
-    if status.get("state") not in ("finished", "failed"):
-        write_status(results / spec.run_id, "failed", run_id=spec.run_id,
-                     error=f"the run's process exited with code {code} before recording a result")
-        return "failed"
-    return status["state"]
-
-
 def cmd_run(args) -> int:
     from harness.data.collect import default_data_dir
-    from harness.envs.render import ensure_backend
-    from harness.run import execute, is_finished
+    from harness.launch import launch
     from harness.suite import load_suite
 
     suite = load_suite(args.suite, args.set)
     runs = _filter_runs(suite.runs(), args.only)
     results = _writable_dir(args.results, "--results")
     data_dir = _writable_dir(args.data_dir or default_data_dir(), "--data-dir")
-    todo = [r for r in runs if not is_finished(results, r)]
-    print(f"suite {suite.name}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
-          f"{len(todo)} to run; results in {results / suite.name}", flush=True)
-    if args.dry_run:
-        for spec in runs:
-            print(f"  {spec.run_id}{'' if spec in todo else '  (finished)'}")
-        return 0
-    if any(r.task.startswith("metaworld/") for r in todo):
-        ensure_backend()  # choose the GL backend once; child processes inherit it
-    states = {}
-    for i, spec in enumerate(todo, 1):
-        print(f"[{i}/{len(todo)}] {spec.run_id}", flush=True)
-        if args.executor == "debug":
-            states[spec.run_id] = execute(spec, results, data_dir)
-        else:
-            states[spec.run_id] = _run_in_subprocess(spec, results, data_dir)
-        print(f"[{i}/{len(todo)}] {spec.run_id}: {states[spec.run_id]}", flush=True)
-    failed = [k for k, v in states.items() if v != "finished"]
-    for run_id in failed:
-        print(f"failed: {run_id} (see {results / run_id / 'status.json'})", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def cmd_run_one(args) -> int:
-    from harness.run import execute
-    from harness.suite import RunSpec
-
-    spec = RunSpec.from_dict(json.loads(args.spec))
-    return 0 if execute(spec, Path(args.results), Path(args.data_dir)) == "finished" else 1
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise UserError(f"--max-parallel must be >= 1, got {args.max_parallel}.")
+    if args.executor != "slurm" and args.wait:
+        raise UserError("--wait is for --executor slurm (the other executors always wait).")
+    return launch(runs, results, data_dir, args.executor, args.max_parallel, args.wait,
+                  args.dry_run, args.retry_failed)
 
 
 def cmd_status(args) -> int:
-    from harness.log import read_status
+    from harness import results as tree
+    from harness.launch import describe_progress
 
     results = Path(args.results)
-    pattern = f"{args.suite or '*'}/*/*/seed*/status.json"
-    paths = sorted(results.glob(pattern))
-    if not paths:
-        print(f"no runs under {results}")
+    counts: dict[str, int] = {}
+    now = time.time()
+    for run_dir in tree.iter_run_dirs(results, args.suite):
+        status = tree.read_status(run_dir)
+        state = tree.observed_state(run_dir, status, now)
+        counts[state] = counts.get(state, 0) + 1
+        if args.state and state not in args.state:
+            continue
+        status = status or {}
+        age = now - float(status.get("heartbeat", now))
+        detail = describe_progress(status)
+        if state in ("running", "stale"):
+            detail += f"; heartbeat {age:.0f} s ago on {status.get('host')} (pid {status.get('pid')})"
+        if state == "stale":
+            detail += "; its process is gone: run the suite again to resume it"
+        if status.get("error") and state != "finished":
+            detail += f"; {status['error'].splitlines()[-1][:200]}"
+        print(f"{state:<11} {run_dir.relative_to(results)}  {detail}")
+    if not counts:
+        print(f"no runs under {results}" + (f" for suite {args.suite}" if args.suite else ""))
         return 0
-    for path in paths:
-        status = read_status(path.parent) or {}
-        p = status.get("progress", {})
-        print(f"{status.get('state', '?'):<9} {path.parent.relative_to(results)}  "
-              f"grad_steps={p.get('grad_steps', '-')} env_steps={p.get('env_steps', '-')}"
-              f"/{p.get('online_env_steps', '-')}  {status.get('error', '')}".rstrip())
+    print("total: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     return 0
 
 
@@ -216,8 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite (default: the smoke suite)")
     run.add_argument("suite", nargs="?", default="smoke",
                      help="a suite file, or the name of one in suites/ (default: smoke)")
-    run.add_argument("--executor", choices=["local", "debug"], default="local",
-                     help="local: each run in its own process, one after another; debug: in-process")
+    run.add_argument("--executor", choices=["local", "slurm", "debug"], default="local",
+                     help="local: runs in parallel worker processes on this machine; slurm: "
+                          "submit job arrays and return (see --wait); debug: one after another "
+                          "in this process")
+    run.add_argument("--max-parallel", type=int,
+                     help="local: runs at once (default: this machine's cores / each run's cpus)")
+    run.add_argument("--wait", action="store_true",
+                     help="slurm: follow the runs until they end instead of returning once queued")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="run failed runs again (from their last checkpoint when they have one)")
     run.add_argument("--results", default=str(DEFAULT_RESULTS), help="results directory")
     run.add_argument("--data-dir", help="dataset directory (default: $MOTO_HARNESS_DATA or "
                                         "~/.cache/moto-harness/datasets)")
@@ -225,18 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep runs with task=, algorithm= or seed= (repeatable)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VAL",
                      help="override a suite value, e.g. protocol.offline_steps=100 (repeatable)")
-    run.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    run.add_argument("--dry-run", action="store_true",
+                     help="list the runs and what would happen to each, check datasets, and exit")
     run.set_defaults(func=cmd_run)
 
-    one = sub.add_parser("_run-one", help=argparse.SUPPRESS)
-    one.add_argument("spec")
-    one.add_argument("--results", required=True)
-    one.add_argument("--data-dir", required=True)
-    one.set_defaults(func=cmd_run_one)
-
-    status = sub.add_parser("status", help="state and progress of runs, from status.json")
+    status = sub.add_parser("status", help="state and progress of runs, from status.json: "
+                                           "pending, running, stale, interrupted, finished, failed")
     status.add_argument("suite", nargs="?")
     status.add_argument("--results", default=str(DEFAULT_RESULTS))
+    status.add_argument("--state", nargs="+", help="only runs in these states")
     status.set_defaults(func=cmd_status)
 
     rep = sub.add_parser("report", help="summary tables and curves of finished runs")

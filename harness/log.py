@@ -1,24 +1,50 @@
-"""Append-only CSV logs and the run's status file, written so a crash never leaves a torn file.
+"""Append-only CSV logs, written so a crash never leaves a torn or duplicated row.
 
-Each CSV row is written and flushed whole; the header is fixed by the first row. `status.json`
-is replaced atomically (write a temporary file, then rename).
+Each row is written and flushed whole; the header is fixed by the first row. A resumed run
+reopens a log with `keep_rows=N`, the row count its checkpoint recorded: rows past N (written
+after that checkpoint, and written again by the resumed run) are dropped first, by an atomic
+rewrite of the file.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
-import time
 from pathlib import Path
 
 
 class CsvLog:
-    def __init__(self, path: Path, columns: list[str] | None = None):
+    def __init__(self, path: Path, columns: list[str] | None = None, keep_rows: int | None = None):
         self.path = Path(path)
         self._columns = columns
         self._file = None
+        self.rows = 0
+        if keep_rows is not None:
+            self._truncate(keep_rows)
+
+    def _truncate(self, keep_rows: int) -> None:
+        try:
+            with open(self.path, newline="") as f:
+                lines = list(csv.reader(f))
+        except FileNotFoundError:
+            lines = []
+        if not lines:
+            if keep_rows:
+                raise RuntimeError(f"{self.path}: the checkpoint counts {keep_rows} rows but the "
+                                   "file is missing or empty")
+            return
+        header, rows = lines[0], lines[1:]
+        if len(rows) < keep_rows:
+            raise RuntimeError(f"{self.path}: the checkpoint counts {keep_rows} rows but the "
+                               f"file holds {len(rows)}")
+        tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows[:keep_rows]])
+        os.replace(tmp, self.path)
+        self._columns = header
+        self._file = open(self.path, "a", newline="")
+        self.rows = keep_rows
 
     def write(self, row: dict) -> None:
         if self._file is None:
@@ -31,6 +57,7 @@ class CsvLog:
             raise ValueError(f"{self.path.name}: row has columns {sorted(unknown)} not in the header")
         csv.writer(self._file).writerow([_format(row.get(c, "")) for c in self._columns])
         self._file.flush()
+        self.rows += 1
 
     def close(self) -> None:
         if self._file is not None:
@@ -42,22 +69,3 @@ def _format(value):
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
     return value
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = Path(f"{path}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_status(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "status.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def write_status(run_dir: Path, state: str, **fields) -> None:
-    write_json_atomic(Path(run_dir) / "status.json",
-                      {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})

@@ -15,14 +15,16 @@ import pandas as pd
 import yaml
 
 from harness.errors import UserError
-from harness.log import read_status
+from harness.results import iter_run_dirs, read_status
 
 
 def load_runs(results_dir: Path, suite: str | None = None) -> pd.DataFrame:
     """metrics.csv rows of every finished run (failed and running ones are left out, and named)."""
     frames, unfinished = [], []
-    for metrics in sorted(Path(results_dir).glob("*/*/*/seed*/metrics.csv")):
-        run_dir = metrics.parent
+    for run_dir in iter_run_dirs(Path(results_dir)):
+        metrics = run_dir / "metrics.csv"
+        if not metrics.exists():
+            continue
         config_path = run_dir / "config.yaml"
         if not config_path.exists():
             continue

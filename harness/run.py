@@ -1,12 +1,22 @@
 """One run: offline dataset -> offline updates -> online episodes with updates -> evaluations.
 
-Outputs in the run directory (architecture.md): `config.yaml` (fully resolved), `metrics.csv`
-(one row per evaluation), `train.csv` (training metrics every `train_log_every` gradient
-steps), `status.json` (state and progress). `env_steps` counts simulator steps, action repeat
+Outputs in the run directory (architecture.md, `harness.results`): `config.yaml` (fully
+resolved), `metrics.csv` (one row per evaluation), `train.csv` (training metrics every
+`train_log_every` gradient steps), `status.json` (state and progress), `checkpoint/` (the
+latest checkpoint and the online episodes). `env_steps` counts simulator steps, action repeat
 included. The online phase runs whole episodes until `online_env_steps` is reached.
 
-A run that is started again while its directory holds an unfinished attempt moves that
-attempt to `previous/attempt-N/` (nothing is deleted) and starts over.
+The loop is a small state machine over its counters (phase, gradient steps, episodes, an
+evaluation due), so it can stop at any *safe point* (after an update call, an evaluation or
+an episode) and continue from a checkpoint taken there exactly as if it had never stopped:
+the same batches, actions, episodes and CSV rows. Checkpoints are taken every
+`checkpoint.every_episodes` online episodes, at the first safe point after
+`checkpoint.every_minutes`, at the end of the offline phase, and when a stop is requested (a
+signal, a preemption, the launcher gone): then the run saves, says `interrupted`, and returns.
+
+`execute` resumes a run whose checkpoint was made under the same spec; an unfinished attempt
+without a usable checkpoint is moved to `previous/attempt-N/` (nothing is deleted) and the run
+starts over.
 """
 
 from __future__ import annotations
@@ -14,10 +24,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import math
+import os
 import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -25,12 +37,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from harness import checkpoint, faults
 from harness.data.collect import load_dataset, rollout
 from harness.data.format import episode_return, episode_success, summarize
 from harness.envs import make_env
-from harness.errors import UserError
-from harness.log import CsvLog, read_status, write_status
+from harness.log import CsvLog
 from harness.replay import EpisodeReplay
+from harness.results import HEARTBEAT_S, RunBusy, RunLock, StatusFile, identity
 from harness.suite import RunSpec
 
 EVAL_SEED_OFFSET = 100_000
@@ -38,12 +51,31 @@ METRICS_COLUMNS = ["phase", "grad_steps", "env_steps", "episodes", "eval_success
                    "eval_return", "eval_episodes", "wall_time"]
 PACKAGES = ["jax", "jaxlib", "flax", "optax", "numpy", "gymnasium", "metaworld", "mujoco",
             "gymnasium-robotics"]
+# Set by the local launcher: a worker whose launcher is gone stops instead of writing on alone.
+LAUNCHER_PID_ENV = "MOTO_HARNESS_LAUNCHER_PID"
+ORPHAN_GRACE_S = 60.0  # an orphaned worker that reaches no safe point in this long exits anyway
 
 
 class Diverged(RuntimeError):
     def __init__(self, grad_steps: int, metric: str, value: float):
         super().__init__(f"non-finite {metric} = {value} at gradient step {grad_steps}")
         self.grad_steps, self.metric, self.value = grad_steps, metric, value
+
+
+class Interrupted(Exception):
+    """The run saved a checkpoint at a safe point and stopped, as asked."""
+
+
+class StopRequest:
+    """Asks a run to stop at its next safe point. Set from a signal handler or a thread."""
+
+    def __init__(self):
+        self.reason: str | None = None
+        self.requeue = False  # the launcher should requeue the run (a SLURM preemption/timeout)
+
+    def request(self, reason: str, requeue: bool = False) -> None:
+        if self.reason is None:
+            self.reason, self.requeue = reason, requeue
 
 
 class AgentPolicy:
@@ -56,6 +88,8 @@ class AgentPolicy:
         self.state = None
 
     def __call__(self, obs: np.ndarray, is_first: bool) -> np.ndarray:
+        if self.explore:
+            faults.point("env-step")
         if is_first:
             self.state = self.agent.initial_state(1)
             self.frames = [obs] * (self.frame_stack or 1)
@@ -94,29 +128,17 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _set_aside_previous_attempt(run_dir: Path) -> None:
-    leftovers = [p for p in run_dir.iterdir() if p.name != "previous"] if run_dir.exists() else []
-    if not leftovers:
-        return
-    previous = run_dir / "previous"
-    previous.mkdir(exist_ok=True)
-    numbers = [int(p.name.split("-")[1]) for p in previous.glob("attempt-*")
-               if p.name.split("-")[1].isdigit()]
-    target = previous / f"attempt-{max(numbers, default=0) + 1}"
-    target.mkdir()
-    for path in leftovers:
-        shutil.move(str(path), target / path.name)
-
 
 class _Run:
-    def __init__(self, spec: RunSpec, run_dir: Path, data_dir: Path, show_progress: bool):
+    def __init__(self, spec: RunSpec, run_dir: Path, data_dir: Path, status: StatusFile,
+                 stop: StopRequest, resume: dict | None, show_progress: bool):
         from algorithms.base import get, make_config
 
         self.spec, self.run_dir, self.protocol = spec, run_dir, spec.protocol
-        self.show_progress = show_progress
-        self.start = time.perf_counter()
+        self.status_file, self.stop, self.show_progress = status, stop, show_progress
         self.grad_steps = self.env_steps = self.episodes = 0
-        self.phase = "offline"
+        self.phase, self.eval_due = "offline", False
+        self._bars: dict = {}
 
         self.env = make_env(spec.task, spec.seed)
         self.eval_env = make_env(spec.task, EVAL_SEED_OFFSET + spec.seed)
@@ -136,15 +158,76 @@ class _Run:
         for episode in dataset:
             self.replay.add_episode(episode, offline=True)
         self.sample_rng = np.random.default_rng([spec.seed, 7])
-        self._write_config(config, manifest, dataset)
-        self.metrics = CsvLog(run_dir / "metrics.csv", METRICS_COLUMNS)
-        self.train_log = CsvLog(run_dir / "train.csv")
-        self._last_log = (time.perf_counter(), 0)
+        if resume is None:
+            self._write_config(config, manifest, dataset)
+            self.metrics = CsvLog(run_dir / "metrics.csv", METRICS_COLUMNS)
+            self.train_log = CsvLog(run_dir / "train.csv")
+            self.start = time.perf_counter()
+        else:
+            self._restore(resume)
+        self._last_log = (time.perf_counter(), self.grad_steps)
+        self._last_checkpoint = time.monotonic()
+        self._checkpointed_episodes = self.episodes
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _state(self) -> dict:
+        return {"spec": identity(self.spec.as_dict()), "agent": self.agent.state_dict(),
+                "phase": self.phase, "grad_steps": self.grad_steps, "env_steps": self.env_steps,
+                "episodes": self.episodes, "eval_due": self.eval_due,
+                "sample_rng": self.sample_rng.bit_generator.state,
+                "env_episode_index": self.env.episode_index,
+                "eval_env_episode_index": self.eval_env.episode_index,
+                "metrics_rows": self.metrics.rows, "train_rows": self.train_log.rows,
+                "wall_time": time.perf_counter() - self.start}
+
+    def _restore(self, state: dict) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.phase, self.eval_due = state["phase"], state["eval_due"]
+        self.grad_steps, self.env_steps = state["grad_steps"], state["env_steps"]
+        self.episodes = state["episodes"]
+        self.sample_rng.bit_generator.state = state["sample_rng"]
+        self.env.episode_index = state["env_episode_index"]
+        self.eval_env.episode_index = state["eval_env_episode_index"]
+        for episode in checkpoint.load_episodes(self.run_dir, self.episodes):
+            self.replay.add_episode(episode)
+        self.metrics = CsvLog(self.run_dir / "metrics.csv", METRICS_COLUMNS,
+                              keep_rows=state["metrics_rows"])
+        self.train_log = CsvLog(self.run_dir / "train.csv", keep_rows=state["train_rows"])
+        self.start = time.perf_counter() - state["wall_time"]
+        self._log(f"resumed from its checkpoint: {self.phase}, grad_steps={self.grad_steps}, "
+                  f"episodes={self.episodes}")
+
+    def checkpoint(self) -> None:
+        self.status("running", message="writing a checkpoint")
+        checkpoint.save(self.run_dir, self._state())
+        self._last_checkpoint = time.monotonic()
+        self._checkpointed_episodes = self.episodes
+        self.status("running")
+
+    def _safe_point(self) -> None:
+        """Between update calls, evaluations and episodes: checkpoint when due; stop if asked."""
+        policy = self.spec.checkpoint
+        if self.stop.reason is not None:
+            self.checkpoint()
+            raise Interrupted(self.stop.reason)
+        episode_done = self.phase == "online" and not self.eval_due and self.grad_steps == (
+            self.protocol.offline_steps + self.episodes * self.protocol.updates_per_episode)
+        due_by_episodes = episode_done and (
+            self.episodes - self._checkpointed_episodes >= policy.every_episodes)
+        due_by_time = time.monotonic() - self._last_checkpoint >= policy.every_minutes * 60
+        if due_by_episodes or due_by_time:
+            self.checkpoint()
+
+    # -- progress ----------------------------------------------------------------------------
 
     def _dataset_progress(self, done: int, total: int) -> None:
         self.status("running", message=f"generating the offline dataset: {done}/{total} episodes")
+        self._log(f"dataset episode {done}/{total}")
+
+    def _log(self, message: str) -> None:
         if self.show_progress:
-            print(f"  {self.spec.task}: dataset episode {done}/{total}", file=sys.stderr, flush=True)
+            print(f"  {self.spec.run_id}: {message}", file=sys.stderr, flush=True)
 
     def _write_config(self, config, manifest: dict, dataset: list[dict]) -> None:
         resolved = {
@@ -161,32 +244,44 @@ class _Run:
             "versions": _versions(), "git_commit": _git_commit(), "host": platform.node(),
             "command": " ".join(sys.argv),
         }
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
 
     def status(self, state: str, **fields) -> None:
         p = self.protocol
-        write_status(self.run_dir, state, run_id=self.spec.run_id,
-                     progress={"phase": self.phase, "grad_steps": self.grad_steps,
-                               "offline_steps": p.offline_steps, "env_steps": self.env_steps,
-                               "online_env_steps": p.online_env_steps, "episodes": self.episodes},
-                     **fields)
+        self.status_file.set(state, progress={
+            "phase": self.phase, "grad_steps": self.grad_steps, "offline_steps": p.offline_steps,
+            "env_steps": self.env_steps, "online_env_steps": p.online_env_steps,
+            "episodes": self.episodes}, **fields)
 
-    def updates(self, n: int, bar=None) -> None:
-        k_max = self.agent.batch_spec.steps_per_call
-        while n > 0:
-            k = min(k_max, n)
-            batch = self.replay.sample(self.sample_rng, self.agent.batch_spec, k)
-            result = self.agent.update(batch)
-            n -= k
-            before = self.grad_steps
-            self.grad_steps += k
-            for key, value in result.items():
-                if not math.isfinite(value):
-                    raise Diverged(self.grad_steps, key, value)
-            if self.grad_steps // self.protocol.train_log_every > before // self.protocol.train_log_every:
-                self._log_train(result)
-            if bar is not None:
-                bar.update(k)
+    def _bar(self, name: str, total: int, initial: int, unit: str):
+        """A progress bar on a terminal; in a log file, the per-evaluation lines instead."""
+        from tqdm import tqdm
+
+        if name not in self._bars:
+            label = f"{self.spec.task} {self.spec.algorithm.label} s{self.spec.seed} {name}"
+            self._bars[name] = tqdm(total=total, initial=initial, unit=unit, desc=label,
+                                    leave=False, file=sys.stderr,
+                                    disable=not (self.show_progress and sys.stderr.isatty()))
+        return self._bars[name]
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _update_call(self, until: int) -> None:
+        """One jitted update call: K = min(steps_per_call, until - grad_steps) gradient steps."""
+        k = min(self.agent.batch_spec.steps_per_call, until - self.grad_steps)
+        batch = self.replay.sample(self.sample_rng, self.agent.batch_spec, k)
+        result = self.agent.update(batch)
+        before = self.grad_steps
+        self.grad_steps += k
+        for key, value in result.items():
+            if not math.isfinite(value):
+                raise Diverged(self.grad_steps, key, value)
+        every = self.protocol.train_log_every
+        if self.grad_steps // every > before // every:
+            self._log_train(result)
+        if self.phase == "offline":
+            self._bar("offline", self.protocol.offline_steps, before, "upd").update(k)
+        faults.point("update")
 
     def _log_train(self, result: dict) -> None:
         now = time.perf_counter()
@@ -204,41 +299,48 @@ class _Run:
                             "env_steps": self.env_steps, "episodes": self.episodes, **row,
                             "wall_time": time.perf_counter() - self.start})
         self.status("running", last_eval=row)
-        if self.show_progress and not sys.stderr.isatty():  # logs get a line per evaluation
-            print(f"  {self.spec.run_id}: {self.phase} grad_steps={self.grad_steps} "
-                  f"env_steps={self.env_steps} success={row['eval_success']:.2f} "
-                  f"return={row['eval_return']:.1f}", file=sys.stderr, flush=True)
+        if not sys.stderr.isatty():  # logs get a line per evaluation
+            self._log(f"{self.phase} grad_steps={self.grad_steps} env_steps={self.env_steps} "
+                      f"success={row['eval_success']:.2f} return={row['eval_return']:.1f}")
 
-    def _bar(self, total: int, unit: str, desc: str):
-        from tqdm import tqdm
-
-        # A bar on a terminal; in a log file, the per-evaluation lines of `evaluate` instead.
-        return tqdm(total=total, unit=unit, desc=desc, leave=False, file=sys.stderr,
-                    disable=not (self.show_progress and sys.stderr.isatty()))
+    def _collect_episode(self) -> None:
+        episode = rollout(self.env, AgentPolicy(self.agent, explore=True))
+        checkpoint.save_episode(self.run_dir, self.episodes, episode)
+        self.replay.add_episode(episode)
+        steps = (len(episode["obs"]) - 1) * self.info.action_repeat
+        self._bar("online", self.protocol.online_env_steps, self.env_steps, "step").update(steps)
+        self.env_steps += steps
+        self.episodes += 1
+        self.eval_due = (self.episodes % self.protocol.eval_every_episodes == 0
+                         or self.env_steps >= self.protocol.online_env_steps)
 
     def __call__(self) -> None:
         p = self.protocol
-        name = f"{self.spec.task} {self.spec.algorithm.label} s{self.spec.seed}"
-        with self._bar(p.offline_steps, "upd", f"{name} offline") as bar:
-            self.updates(p.offline_steps, bar)
-        self.evaluate()
-        self.phase = "online"
-        explore = AgentPolicy(self.agent, explore=True)
-        with self._bar(p.online_env_steps, "step", f"{name} online") as bar:
-            while self.env_steps < p.online_env_steps:
-                episode = rollout(self.env, explore)
-                self.replay.add_episode(episode)
-                steps = (len(episode["obs"]) - 1) * self.info.action_repeat
-                self.env_steps += steps
-                self.episodes += 1
-                bar.update(steps)
-                self.updates(p.updates_per_episode)
-                if self.episodes % p.eval_every_episodes == 0 or self.env_steps >= p.online_env_steps:
+        while True:
+            if self.phase == "offline":
+                if self.grad_steps < p.offline_steps:
+                    self._update_call(p.offline_steps)
+                else:
                     self.evaluate()
+                    self.phase = "online"
+                    self.checkpoint()  # the offline phase is never redone
+            elif self.grad_steps < p.offline_steps + self.episodes * p.updates_per_episode:
+                self._update_call(p.offline_steps + self.episodes * p.updates_per_episode)
+            elif self.eval_due:
+                self.evaluate()
+                self.eval_due = False
+            elif self.env_steps >= p.online_env_steps:
+                return
+            else:
+                self._collect_episode()
+            self._safe_point()
 
     def close(self) -> None:
-        self.metrics.close()
-        self.train_log.close()
+        for bar in self._bars.values():
+            bar.close()
+        for log in ("metrics", "train_log"):
+            if hasattr(self, log):
+                getattr(self, log).close()
         self.env.close()
         self.eval_env.close()
 
@@ -252,53 +354,114 @@ def _plain(value):
     return value
 
 
-def execute(spec: RunSpec, results_dir: Path, data_dir: Path, show_progress: bool = True) -> str:
-    """Run one spec to the end; returns the final state ('finished' or 'failed').
+def _set_aside_previous_attempt(run_dir: Path) -> None:
+    keep = ("previous", ".lock")
+    leftovers = [p for p in run_dir.iterdir() if p.name not in keep] if run_dir.exists() else []
+    if all(p.name == "status.json" for p in leftovers):
+        return  # nothing but the launcher's `pending`: no attempt to keep
+    previous = run_dir / "previous"
+    previous.mkdir(exist_ok=True)
+    numbers = [int(p.name.split("-")[1]) for p in previous.glob("attempt-*")
+               if p.name.split("-")[1].isdigit()]
+    target = previous / f"attempt-{max(numbers, default=0) + 1}"
+    target.mkdir()
+    for path in leftovers:
+        shutil.move(str(path), target / path.name)
+
+
+def _resumable_checkpoint(spec: RunSpec, run_dir: Path) -> dict | None:
+    """The run's checkpoint if it was made under this very spec, else None."""
+    try:
+        state = checkpoint.load(run_dir)
+    except Exception as err:  # unreadable: start over, keeping the old files aside
+        print(f"  {spec.run_id}: checkpoint unusable ({err}); starting over", file=sys.stderr)
+        return None
+    if state is None or state.get("spec") != identity(spec.as_dict()):
+        return None
+    return state
+
+
+def _heartbeat(status: StatusFile, stop: StopRequest, done: threading.Event) -> None:
+    """Keeps status.json fresh while the run works (compiles included); if the local launcher
+    that started this worker is gone, asks the run to stop, and exits after a grace period."""
+    launcher = int(os.environ.get(LAUNCHER_PID_ENV, "0") or 0)
+    orphaned_at = None
+    while not done.wait(min(HEARTBEAT_S, 1.0) if launcher else HEARTBEAT_S):
+        if launcher and orphaned_at is None and not _alive(launcher):
+            orphaned_at = time.monotonic()
+            stop.request(f"the launcher (pid {launcher}) is gone")
+        if orphaned_at is not None and time.monotonic() - orphaned_at > ORPHAN_GRACE_S:
+            status.set("interrupted", error=f"the launcher (pid {launcher}) is gone; stopped "
+                                            "before reaching a safe point")
+            os._exit(3)
+        if time.time() - status.last_write >= HEARTBEAT_S:
+            try:
+                status.beat()
+            except OSError:
+                pass  # a full disk: the main loop meets it too and records the failure
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def execute(spec: RunSpec, results_dir: Path, data_dir: Path, show_progress: bool = True,
+            stop: StopRequest | None = None) -> str:
+    """Run one spec to its end, resuming from its checkpoint when it has one. Returns the final
+    state: `finished`, `failed`, `interrupted` (stopped at a safe point, resumable) or `busy`
+    (another process holds the run).
 
     A failure (divergence, an exception) is recorded in status.json and does not propagate:
     the rest of the suite goes on.
     """
     run_dir = Path(results_dir) / spec.run_id
-    _set_aside_previous_attempt(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_status(run_dir, "running", run_id=spec.run_id, progress={"phase": "starting"})
+    stop = stop or StopRequest()
+    try:
+        lock = RunLock(run_dir).acquire()
+    except RunBusy as err:
+        print(f"  {spec.run_id}: {err}", file=sys.stderr, flush=True)
+        return "busy"
+    status = StatusFile(run_dir, spec.run_id)
+    done = threading.Event()
     run = None
     try:
-        run = _Run(spec, run_dir, data_dir, show_progress)
+        resume = _resumable_checkpoint(spec, run_dir)
+        if resume is None:
+            _set_aside_previous_attempt(run_dir)
+        status.set("running", progress={"phase": "starting"})
+        threading.Thread(target=_heartbeat, args=(status, stop, done), daemon=True).start()
+        run = _Run(spec, run_dir, data_dir, status, stop, resume, show_progress)
         run()
         run.status("finished", wall_time=time.perf_counter() - run.start)
+        if not spec.checkpoint.keep:
+            shutil.rmtree(checkpoint.directory(run_dir), ignore_errors=True)
         return "finished"
+    except Interrupted as err:
+        run.status("interrupted", error=f"stopped at a safe point after a checkpoint: {err}",
+                   requeue=stop.requeue)
+        return "interrupted"
     except Diverged as err:
         run.status("failed", error=str(err), failed_metric=err.metric, failed_step=err.grad_steps)
         return "failed"
     except Exception as err:  # recorded, then the suite continues
         error = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-4000:]}
-        if run is not None:
-            run.status("failed", **error)
-        else:
-            write_status(run_dir, "failed", run_id=spec.run_id, **error)
+        try:
+            if run is not None:
+                run.status("failed", **error)
+            else:
+                status.set("failed", **error)
+        except OSError as write_error:  # e.g. the disk is full: `status` will show it stale
+            print(f"  {spec.run_id}: failed ({error['error']}); could not record it: "
+                  f"{write_error}", file=sys.stderr, flush=True)
         return "failed"
     finally:
+        done.set()
         if run is not None:
             run.close()
-
-
-def is_finished(results_dir: Path, spec: RunSpec) -> bool:
-    """True if the run finished with this very spec; a UserError if it finished with another.
-
-    Skipping a finished run made under other settings (another protocol, config override or
-    preset) would mix results silently, so that is refused with the differing fields named.
-    """
-    run_dir = Path(results_dir) / spec.run_id
-    status = read_status(run_dir)
-    if not status or status.get("state") != "finished":
-        return False
-    recorded = yaml.safe_load((run_dir / "config.yaml").read_text())
-    wanted = spec.as_dict()
-    differing = sorted(key for key in wanted if recorded.get(key) != wanted[key])
-    if differing:
-        raise UserError(
-            f"run {spec.run_id} already finished with other settings ({', '.join(differing)} "
-            f"differ from the suite's). Use another --results directory, or move {run_dir} away "
-            "to run it again.")
-    return True
+        lock.release()

@@ -19,6 +19,22 @@ A suite file:
       eval_episodes: 10              # deterministic-policy episodes per evaluation
       dataset_episodes: 10           # offline episodes loaded (generated if missing)
       train_log_every: 100           # optional: gradient steps between train.csv rows
+    checkpoint:                      # optional (these are the defaults)
+      every_episodes: 10             # online episodes between checkpoints
+      every_minutes: 10              # and at the first safe point after this long (0: at every one)
+      keep: false                    # keep checkpoint/ (with the online episodes) once finished
+    resources:                       # optional: per run, for the launcher (see docs/cluster.md)
+      cpus: 1                        # an algorithm entry may override any of these:
+      gpus: 0                        #   - {name: moto, resources: {gpus: 1, time_min: 2880}}
+      memory_gb: 16
+      time_min: 1440                 # SLURM time limit; a run that reaches it checkpoints and requeues
+      partition: null                # SLURM partition, account, qos, constraint
+      sbatch: {}                     # extra sbatch flags, e.g. {exclude: node7, mail-type: FAIL}
+      array_parallelism: 256         # SLURM: at most this many runs of one job array at once
+      max_requeues: 3                # SLURM: time-limit requeues before a run is given up
+
+Resources and checkpointing do not change results: a run is the same run (skipped when
+finished, resumed when not) whatever they are.
 
 Every problem is reported as a `UserError` naming the file, the field and the fix, before
 anything is written.
@@ -52,11 +68,42 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class CheckpointPolicy:
+    every_episodes: int = 10  # online episodes between checkpoints
+    every_minutes: float = 10.0  # also at the first safe point after this long; 0: at every one
+    keep: bool = False  # keep checkpoint/ (with the online episodes) after the run finishes
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run asks of the machine or the cluster."""
+
+    cpus: int = 1  # CPU cores per run (SLURM cpus-per-task; the local executor's default
+    #                --max-parallel is the machine's cores divided by this)
+    gpus: int = 0  # GPUs per run (SLURM gpus-per-node)
+    memory_gb: float = 16.0  # SLURM mem
+    time_min: int = 1440  # SLURM time limit, minutes
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    sbatch: tuple[tuple[str, object], ...] = ()  # extra sbatch flags, as sorted (flag, value)
+    array_parallelism: int = 256  # SLURM: runs of one job array running at once
+    max_requeues: int = 3  # SLURM: requeues after reaching the time limit
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "sbatch": dict(self.sbatch)}
+
+
+@dataclass(frozen=True)
 class AlgorithmEntry:
     name: str
     preset: str = "paper"
     config: tuple[tuple[str, object], ...] = ()  # overrides, as sorted (key, value) pairs
     label: str = ""
+    # This algorithm's resource overrides: merged into each RunSpec's `resources`, not part of
+    # what makes a run the same run.
+    resources: tuple[tuple[str, object], ...] = field(default=(), compare=False)
 
     @property
     def overrides(self) -> dict:
@@ -70,6 +117,8 @@ class RunSpec:
     algorithm: AlgorithmEntry
     seed: int
     protocol: Protocol
+    checkpoint: CheckpointPolicy = CheckpointPolicy()
+    resources: Resources = Resources()
 
     @property
     def run_id(self) -> str:
@@ -80,13 +129,18 @@ class RunSpec:
         return {"suite": self.suite, "task": self.task, "seed": self.seed,
                 "algorithm": {"name": self.algorithm.name, "preset": self.algorithm.preset,
                               "config": self.algorithm.overrides, "label": self.algorithm.label},
-                "protocol": dataclasses.asdict(self.protocol)}
+                "protocol": dataclasses.asdict(self.protocol),
+                "checkpoint": dataclasses.asdict(self.checkpoint),
+                "resources": self.resources.as_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
         a = d["algorithm"]
         entry = AlgorithmEntry(a["name"], a["preset"], tuple(sorted(a["config"].items())), a["label"])
-        return cls(d["suite"], d["task"], entry, d["seed"], Protocol(**d["protocol"]))
+        resources = dict(d.get("resources", {}))
+        resources["sbatch"] = tuple(sorted(resources.get("sbatch", {}).items()))
+        return cls(d["suite"], d["task"], entry, d["seed"], Protocol(**d["protocol"]),
+                   CheckpointPolicy(**d.get("checkpoint", {})), Resources(**resources))
 
 
 @dataclass(frozen=True)
@@ -96,10 +150,16 @@ class Suite:
     algorithms: tuple[AlgorithmEntry, ...]
     seeds: tuple[int, ...]
     protocol: Protocol
+    checkpoint: CheckpointPolicy = CheckpointPolicy()
+    resources: Resources = Resources()
     source: str = field(default="", compare=False)
 
+    def resources_for(self, entry: AlgorithmEntry) -> Resources:
+        return dataclasses.replace(self.resources, **dict(entry.resources))
+
     def runs(self) -> list[RunSpec]:
-        return [RunSpec(self.name, task, algo, seed, self.protocol)
+        resources = {algo: self.resources_for(algo) for algo in self.algorithms}
+        return [RunSpec(self.name, task, algo, seed, self.protocol, self.checkpoint, resources[algo])
                 for task in self.tasks for algo in self.algorithms for seed in self.seeds]
 
 
@@ -186,7 +246,7 @@ def parse_algorithm(where: str, raw) -> AlgorithmEntry:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: each algorithm is a name or a mapping with name, preset, "
                         f"config, label; got {raw!r}.")
-    _check_keys(where, raw, ("name", "preset", "config", "label"))
+    _check_keys(where, raw, ("name", "preset", "config", "label", "resources"))
     name = _field(where, raw, "name", str)
     preset = _field(where, raw, "preset", str, required=False, default="paper")
     config = _field(where, raw, "config", dict, required=False, default={}) or {}
@@ -198,7 +258,60 @@ def parse_algorithm(where: str, raw) -> AlgorithmEntry:
     if bad_keys:
         raise UserError(f"{where}: config keys must be field names, got {bad_keys!r}; quote "
                         "them if YAML read them as numbers or booleans.")
-    return AlgorithmEntry(name, preset, tuple(sorted(config.items())), label)
+    resources = parse_resources(f"{where}: resources", raw.get("resources", {}), partial=True)
+    return AlgorithmEntry(name, preset, tuple(sorted(config.items())), label, resources)
+
+
+def parse_resources(where: str, raw, partial: bool = False):
+    """The `resources` section (or an algorithm's overrides of it, when `partial`)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: must be a mapping such as {{cpus: 2, gpus: 1, time_min: 720}}.")
+    fields = {f.name: f for f in dataclasses.fields(Resources)}
+    _check_keys(where, raw, list(fields))
+    values = {}
+    for key, value in raw.items():
+        if key == "sbatch":
+            if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
+                raise UserError(f"{where}: 'sbatch' must map flag names to values, e.g. "
+                                "{exclude: node7, mail-type: FAIL}.")
+            bad = [k for k, v in value.items() if not isinstance(v, (str, int, float, bool))]
+            if bad:
+                raise UserError(f"{where}: sbatch flag(s) {bad} need a plain value (a string, "
+                                "number or true).")
+            values[key] = tuple(sorted(value.items()))
+        elif key in ("partition", "account", "qos", "constraint"):
+            if value is not None and not (isinstance(value, str) and value):
+                raise UserError(f"{where}: '{key}' must be a name, got {value!r}.")
+            values[key] = value
+        elif key == "memory_gb":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise UserError(f"{where}: 'memory_gb' must be a positive number, got {value!r}.")
+            values[key] = float(value)
+        else:
+            least = 0 if key == "gpus" or key == "max_requeues" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise UserError(f"{where}: '{key}' must be an integer >= {least}, got {value!r}.")
+            values[key] = value
+    return tuple(sorted(values.items())) if partial else Resources(**values)
+
+
+def parse_checkpoint(where: str, raw) -> CheckpointPolicy:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: 'checkpoint' must be a mapping with every_episodes, "
+                        "every_minutes, keep.")
+    _check_keys(f"{where}: checkpoint", raw, [f.name for f in dataclasses.fields(CheckpointPolicy)])
+    episodes = _field(f"{where}: checkpoint", raw, "every_episodes", int, required=False, default=10)
+    minutes = _field(f"{where}: checkpoint", raw, "every_minutes", (int, float), required=False,
+                     default=10.0)
+    keep = _field(f"{where}: checkpoint", raw, "keep", bool, required=False, default=False)
+    if episodes < 1 or isinstance(minutes, bool) or not 0 <= minutes < float("inf"):
+        raise UserError(f"{where}: checkpoint.every_episodes must be >= 1 and every_minutes a "
+                        f"finite number >= 0, got {episodes} and {minutes!r}.")
+    return CheckpointPolicy(episodes, float(minutes), keep)
 
 
 def parse_seeds(where: str, raw) -> tuple[int, ...]:
@@ -219,7 +332,8 @@ def parse_seeds(where: str, raw) -> tuple[int, ...]:
 
 
 def parse_suite(raw: dict, where: str) -> Suite:
-    _check_keys(where, raw, ("name", "tasks", "algorithms", "seeds", "protocol"))
+    _check_keys(where, raw, ("name", "tasks", "algorithms", "seeds", "protocol", "checkpoint",
+                             "resources"))
     name = _field(where, raw, "name", str)
     if not name or "/" in name or name.startswith((".", "_")):
         raise UserError(f"{where}: 'name' must be a plain folder name (not starting with . or _), got {name!r}.")
@@ -236,7 +350,9 @@ def parse_suite(raw: dict, where: str) -> Suite:
             raise UserError(f"{where}: two algorithms share the label '{label}'; give each a "
                             "distinct 'label' (e.g. 'moto-no-bc').")
     suite = Suite(name, tuple(tasks), entries, parse_seeds(where, raw.get("seeds")),
-                  parse_protocol(where, raw.get("protocol")), where)
+                  parse_protocol(where, raw.get("protocol")),
+                  parse_checkpoint(where, raw.get("checkpoint")),
+                  parse_resources(f"{where}: resources", raw.get("resources")), where)
     validate(suite)
     return suite
 
@@ -259,6 +375,17 @@ def validate(suite: Suite) -> None:
                 f"to at least {info.episode_sim_steps}.")
     for entry in suite.algorithms:
         try:
-            make_config(get(entry.name), entry.preset, entry.overrides)
+            config = make_config(get(entry.name), entry.preset, entry.overrides)
         except USER_ERRORS as err:
             raise UserError(f"{where}: algorithms: {err}") from None
+        # One compiled update program per run: every update call runs exactly K steps.
+        k = getattr(config, "steps_per_call", 1)
+        for key in ("offline_steps", "updates_per_episode"):
+            value = getattr(suite.protocol, key)
+            if value % k:
+                raise UserError(
+                    f"{where}: protocol.{key} = {value} is not a multiple of {entry.label}'s "
+                    f"steps_per_call = {k} (gradient steps per jitted call), so a second "
+                    f"program would be compiled for the remainder. Use "
+                    f"{max(k, value - value % k)} or {value + k - value % k}, or set "
+                    f"steps_per_call in that algorithm's config.")

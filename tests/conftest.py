@@ -1,5 +1,10 @@
 import pytest
 
+from harness import jaxcache
+
+# Tests build the same agents many times over: compile each program once per machine.
+jaxcache.enable()
+
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):

@@ -107,7 +107,8 @@ class NaNAlgorithm:
         self.calls = state["calls"]
 
 
-def test_divergence_fails_the_run_with_step_and_metric_and_the_suite_goes_on(tmp_path, monkeypatch):
+def test_divergence_fails_the_run_with_step_and_metric_and_the_suite_goes_on(tmp_path, monkeypatch,
+                                                                            capsys):
     monkeypatch.setitem(base.MODULES, "nan-test", __name__)
     monkeypatch.setitem(base._REGISTRY, "nan-test", NaNAlgorithm)
     path = small_suite(tmp_path, seeds="[0, 1]", algorithms="[nan-test]")
@@ -117,9 +118,14 @@ def test_divergence_fails_the_run_with_step_and_metric_and_the_suite_goes_on(tmp
         status = json.loads(read(results, f"t/toy.reach/nan-test/seed{seed}", "status.json"))
         assert status["state"] == "failed"
         assert status["failed_metric"] == "loss" and status["failed_step"] == 15
-    # Running again keeps the failed attempt instead of deleting it.
+    # Running again skips failed runs; --retry-failed runs them again, keeping the failed
+    # attempt (it has no checkpoint to resume from) instead of deleting it.
+    capsys.readouterr()
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 1
+    assert "2 failed (skipped; --retry-failed runs them again)" in capsys.readouterr().out
+    assert not (results / "t/toy.reach/nan-test/seed0/previous").exists()
     assert main(["run", str(path), "--results", str(results), "--executor", "debug",
-                 "--only", "seed=0"]) == 1
+                 "--only", "seed=0", "--retry-failed"]) == 1
     kept = results / "t/toy.reach/nan-test/seed0/previous/attempt-1/status.json"
     assert json.loads(kept.read_text())["state"] == "failed"
     # The report leaves failed runs out instead of averaging their last evaluation in.

@@ -137,18 +137,31 @@ def write_dataset(directory: Path, episodes: list[dict], manifest: dict) -> None
         os.replace(staging, directory)
 
 
-def load_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: dict,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], dict]:
-    """The first `episodes` episodes of the task's dataset, generating it if it is missing."""
+def ensure_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: dict,
+                   progress: Callable[[int, int], None] | None = None, generate_missing: bool = True
+                   ) -> dict:
+    """The task's dataset manifest, after generating the dataset if it is missing or short.
+    A dataset made under other env settings is refused (never mixed, never overwritten)."""
     directory = dataset_dir(task_id, data_dir)
     manifest = fmt.read_manifest(directory)
     if manifest is not None and _comparable(manifest["env"]) != _comparable(env_settings):
+        differing = sorted(k for k in set(manifest["env"]) | set(env_settings)
+                           if _comparable(manifest["env"]).get(k) != _comparable(env_settings).get(k))
         raise UserError(
-            f"the dataset in {directory} was made with other env settings than this run uses "
-            f"(dataset: {manifest['env']}; run: {env_settings}). Move it away or pass another "
-            "--data-dir, and it will be regenerated.")
+            f"the dataset in {directory} was made with other env settings than this code uses "
+            f"({', '.join(differing)} differ; dataset: {manifest['env']}; now: {env_settings}). "
+            "Move it away or pass another --data-dir, and it will be regenerated.")
     if manifest is None or manifest["episodes"] < episodes:
+        if not generate_missing:
+            return None
         new_episodes, manifest = generate(task_id, episodes, progress)
         write_dataset(directory, new_episodes, manifest)
-    paths = fmt.episode_paths(directory)[:episodes]
+    return manifest
+
+
+def load_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: dict,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], dict]:
+    """The first `episodes` episodes of the task's dataset, generating it if it is missing."""
+    manifest = ensure_dataset(task_id, episodes, data_dir, env_settings, progress)
+    paths = fmt.episode_paths(dataset_dir(task_id, data_dir))[:episodes]
     return [fmt.load_episode(p) for p in paths], manifest

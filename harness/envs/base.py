@@ -1,7 +1,9 @@
 """What every task environment offers the run loop, on top of `gymnasium.Env`.
 
-- `reset()` draws the next episode from the env's own seeded RNG stream (the seed is given
-  once, at construction), so the same seed gives the same sequence of episodes.
+- `reset()` starts episode number `episode_index` (then counts it), seeded from (the seed
+  given once at construction, that number) alone, so the same seed gives the same sequence of
+  episodes and an env's whole random state is its episode count: a resumed run sets
+  `episode_index` and continues the sequence exactly.
 - `step(action)` takes an agent action in [-1, 1]^A and returns Gymnasium's 5-tuple with
   `info["success"]` (bool) for the current step.
 - `spec_info`: the `TaskInfo` of the task; `settings()`: everything that changes the
@@ -12,6 +14,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
+
+
+def episode_rng(seed: int, episode: int, stream: int) -> np.random.Generator:
+    """The generator for one episode of an env seeded `seed`; `stream` tells apart the
+    independent uses inside one env (so no two of them draw the same numbers)."""
+    return np.random.default_rng([seed, stream, episode])
+
+
+def episode_seed(seed: int, episode: int, stream: int) -> int:
+    """An integer seed for libraries that take one (Gymnasium, Metaworld), per episode."""
+    return int(np.random.SeedSequence([seed, stream, episode]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)

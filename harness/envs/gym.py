@@ -49,7 +49,7 @@ class GymState:
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape, np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, self._env.action_space.shape, np.float32)
         self._seed = seed
-        self._episodes = 0
+        self.episode_index = 0  # the next reset starts this episode (see harness.envs.base)
         self._rng = np.random.default_rng([seed, 3])
 
     def settings(self) -> dict:
@@ -60,9 +60,9 @@ class GymState:
         if seed is not None:
             raise ValueError("seed the env at construction; reset(seed=...) would break the stream")
         # Seed every reset from (seed, episode index): the same seed gives the same episodes.
-        obs, info = self._env.reset(seed=int(np.random.SeedSequence([self._seed, self._episodes])
+        obs, info = self._env.reset(seed=int(np.random.SeedSequence([self._seed, self.episode_index])
                                              .generate_state(1)[0]))
-        self._episodes += 1
+        self.episode_index += 1
         return obs.astype(np.float32), {"success": _success(info)}
 
     def step(self, action):

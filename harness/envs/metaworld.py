@@ -1,6 +1,6 @@
 """MetaWorld tasks from 64x64 pixels, as protocol.md specifies.
 
-Per reset: fresh object/goal positions from the env's seeded RNG (not one of 50 frozen tasks),
+Per reset: fresh object/goal positions drawn from (seed, episode index) (not one of 50 frozen tasks),
 hand start (0.1, 0.5, 0.3) + N(0, 0.02^2) per axis, then 10 zero actions before the first
 observation. Action repeat 2, 200 agent steps, sparse reward 1.0 when the last sub-step
 reports success, no termination at success.
@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from harness.envs.base import TaskInfo
+from harness.envs.base import TaskInfo, episode_rng, episode_seed
 from harness.envs.render import FreeCameraRenderer, ensure_backend, renderer_info
 
 TASKS_10 = ("assembly", "bin-picking", "box-close", "coffee-push", "disassemble", "door-open",
@@ -58,13 +58,14 @@ class MetaWorldPixels:
         self.spec_info = task_info(name)
         self._sim = ALL_V3_ENVIRONMENTS[f"{name}-v3"]()
         # A Task object puts the goal into the state vector the scripted policies read; then
-        # unfreeze the reset randomization and draw it from a generator seeded by `seed`.
+        # unfreeze the reset randomization and draw it from Metaworld's generator, which each
+        # reset seeds from (seed, episode index).
         self._sim.set_task(metaworld.MT1(f"{name}-v3", seed=0).train_tasks[0])
         self._sim._freeze_rand_vec = False
         self._sim.seeded_rand_vec = True
-        self._sim.seed(seed)
         self._sim.max_path_length = 10**9  # episode length is ours to enforce
-        self._hand_rng = np.random.default_rng([seed, 1])
+        self._seed = seed
+        self.episode_index = 0  # the next reset starts this episode (see harness.envs.base)
         self._policy = getattr(metaworld.policies, _policy_class_name(name))()
         self._renderer = FreeCameraRenderer(self._sim.model, IMAGE_SIZE, **CAMERA)
         self.observation_space = gym.spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
@@ -76,12 +77,16 @@ class MetaWorldPixels:
         return {"task": self.spec_info.task_id, "image_size": IMAGE_SIZE, "camera": CAMERA,
                 "action_repeat": ACTION_REPEAT, "episode_steps": EPISODE_STEPS,
                 "hand_start": HAND_START, "hand_noise_std": HAND_NOISE_STD,
-                "noop_steps": NOOP_STEPS, "reward": "sparse success", "renderer": renderer_info()}
+                "noop_steps": NOOP_STEPS, "reward": "sparse success", "renderer": renderer_info(),
+                "reset_seeding": "per-episode"}
 
     def reset(self, seed=None, options=None):
         if seed is not None:
             raise ValueError("seed the env at construction; reset(seed=...) would break the stream")
-        hand = np.asarray(HAND_START) + self._hand_rng.normal(0.0, HAND_NOISE_STD, 3)
+        self._sim.seed(episode_seed(self._seed, self.episode_index, 0))
+        hand_rng = episode_rng(self._seed, self.episode_index, 1)
+        self.episode_index += 1
+        hand = np.asarray(HAND_START) + hand_rng.normal(0.0, HAND_NOISE_STD, 3)
         self._sim.hand_init_pos = hand
         self._state, _ = self._sim.reset()
         for _ in range(NOOP_STEPS):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.envs.base import TaskInfo
+from harness.envs.base import TaskInfo, episode_rng
 
 SIZE = 64
 EPISODE_STEPS = 50
@@ -40,7 +40,9 @@ class ToyReach:
         else:
             self.observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self._rng = np.random.default_rng([seed, 2])
+        self._seed = seed
+        self.episode_index = 0  # the next reset starts this episode (see harness.envs.base)
+        self._rng = episode_rng(seed, 0, 2)
         self._agent = np.zeros(2)
         self._goal = np.zeros(2)
         self._t = 0
@@ -48,7 +50,8 @@ class ToyReach:
     def settings(self) -> dict:
         return {"task": self.spec_info.task_id, "image_size": SIZE if self.pixels else None, "episode_steps": EPISODE_STEPS,
                 "step_scale": STEP_SCALE, "success_radius": SUCCESS_RADIUS,
-                "demo_noise_std": DEMO_NOISE_STD, "renderer": "numpy"}
+                "demo_noise_std": DEMO_NOISE_STD, "renderer": "numpy",
+                "reset_seeding": "per-episode"}
 
     def _observe(self) -> np.ndarray:
         if not self.pixels:
@@ -71,6 +74,8 @@ class ToyReach:
     def reset(self, seed=None, options=None):
         if seed is not None:
             raise ValueError("seed the env at construction; reset(seed=...) would break the stream")
+        self._rng = episode_rng(self._seed, self.episode_index, 2)
+        self.episode_index += 1
         self._agent = self._rng.uniform(-0.8, 0.8, 2)
         self._goal = self._rng.uniform(-0.8, 0.8, 2)
         while np.linalg.norm(self._agent - self._goal) < 0.6:

@@ -1,0 +1,224 @@
+"""The results tree, and the one place that writes a run's status.
+
+    <results>/<suite>/<task with / as .>/<label>/seed<k>/
+        status.json   state, progress, host, pid, heartbeat, last error (written here only)
+        .lock         held (flock) by the one process working on the run
+        metrics.csv, train.csv, config.yaml, checkpoint/, previous/attempt-N/
+
+States written to status.json: `pending` (submitted, not started), `running`, `interrupted`
+(stopped by a signal or a preemption, resumable), `finished`, `failed`. `status` also derives
+`stale`: a `running` run whose process is gone (its lock is free, on this host) or, on another
+host, whose heartbeat is older than `STALE_AFTER_S`. A stale or interrupted run resumes from
+its checkpoint when the suite is run again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from harness.errors import UserError
+
+HEARTBEAT_S = 30.0  # a running run rewrites its status at least this often
+STALE_AFTER_S = 600.0  # a heartbeat older than this, from another host, means the run is gone
+LOCK_NAME = ".lock"
+# The parts of a run's spec that make it the same run (resources and checkpointing do not).
+IDENTITY_KEYS = ("suite", "task", "seed", "algorithm", "protocol")
+
+
+def run_dir(results: Path, run_id: str) -> Path:
+    return Path(results) / run_id
+
+
+def iter_run_dirs(results: Path, suite: str | None = None):
+    """Every run directory (<suite>/<task>/<label>/seed<k>) under `results`, sorted."""
+    results = Path(results)
+    suites = [results / suite] if suite else sorted(p for p in _subdirs(results)
+                                                   if not p.name.startswith(("_", ".")))
+    for suite_dir in suites:
+        for task in sorted(_subdirs(suite_dir)):
+            for label in sorted(_subdirs(task)):
+                yield from sorted(p for p in _subdirs(label) if p.name.startswith("seed"))
+
+
+def _subdirs(path: Path):
+    try:
+        with os.scandir(path) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write to a temporary file, then rename: a reader sees the old file or the new one."""
+    tmp = Path(f"{path}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_status(run_dir: Path) -> dict | None:
+    try:
+        status = json.loads((Path(run_dir) / "status.json").read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def write_status(run_dir: Path, state: str, **fields) -> dict:
+    """Replace a run's status.json with `state` and `fields`, stamped with host, pid and time."""
+    now = time.time()
+    status = {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+              "heartbeat": now, "host": platform.node(), "pid": os.getpid(), **fields}
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(run_dir) / "status.json", status)
+    return status
+
+
+class StatusFile:
+    """The status of the run this process works on. The run loop calls `set`; a heartbeat
+    thread calls `beat`, which rewrites the last status with a fresh timestamp."""
+
+    def __init__(self, run_dir: Path, run_id: str):
+        self.run_dir, self.run_id = Path(run_dir), run_id
+        self._lock = threading.Lock()
+        self._state, self._fields = "running", {}
+        self.last_write = 0.0
+
+    def set(self, state: str, **fields) -> None:
+        with self._lock:
+            self._state, self._fields = state, {"run_id": self.run_id, **fields}
+            write_status(self.run_dir, state, **self._fields)
+            self.last_write = time.time()
+
+    def beat(self) -> None:
+        with self._lock:
+            if self._state == "running":
+                write_status(self.run_dir, self._state, **self._fields)
+                self.last_write = time.time()
+
+
+class RunBusy(UserError):
+    pass
+
+
+class RunLock:
+    """An exclusive flock on `<run_dir>/.lock`, so two processes never write one run. The
+    kernel releases it when the process dies, however it dies."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            status = read_status(self.path.parent) or {}
+            raise RunBusy(f"run {self.path.parent} is being written by another process (host "
+                          f"{status.get('host', '?')}, pid {status.get('pid', '?')}). Wait for it "
+                          "or stop it; two processes never write one run.") from None
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_is_held(run_dir: Path) -> bool:
+    """True if some process (this one included) holds the run's lock."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def observed_state(run_dir: Path, status: dict | None = None, now: float | None = None) -> str:
+    """The state `status` shows: the written one, or `stale` for a running run that is gone."""
+    status = read_status(run_dir) if status is None else status
+    if not status:
+        return "pending"
+    state = status.get("state", "?")
+    if state == "running":
+        if status.get("host") == platform.node():
+            if not lock_is_held(run_dir):
+                return "stale"
+        elif (now or time.time()) - float(status.get("heartbeat", 0)) > STALE_AFTER_S:
+            return "stale"
+    return state
+
+
+def mark_interrupted_if_gone(run_dir: Path, reason: str) -> bool:
+    """After a worker died without saying so: `running` -> `interrupted`, if no process holds
+    the run. Returns True if it changed the status."""
+    status = read_status(run_dir)
+    if not status or status.get("state") not in ("running", "pending"):
+        return False
+    try:
+        lock = RunLock(run_dir).acquire()
+    except RunBusy:
+        return False
+    try:
+        status = read_status(run_dir) or {}
+        if status.get("state") not in ("running", "pending"):
+            return False
+        fields = {k: v for k, v in status.items()
+                  if k not in ("state", "updated", "heartbeat", "host", "pid")}
+        write_status(run_dir, "interrupted", **{**fields, "error": reason})
+        return True
+    finally:
+        lock.release()
+
+
+def identity(spec_dict: dict) -> dict:
+    return {k: spec_dict.get(k) for k in IDENTITY_KEYS}
+
+
+def is_finished(results: Path, spec) -> bool:
+    """True if the run finished with this very spec; a UserError if it finished with another.
+
+    Skipping a finished run made under other settings (another protocol, config override or
+    preset) would mix results silently, so that is refused with the differing fields named.
+    """
+    directory = run_dir(results, spec.run_id)
+    status = read_status(directory)
+    if not status or status.get("state") != "finished":
+        return False
+    try:
+        recorded = yaml.safe_load((directory / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        recorded = {}
+    wanted = identity(spec.as_dict())
+    differing = sorted(key for key in wanted if recorded.get(key) != wanted[key])
+    if differing:
+        raise UserError(
+            f"run {spec.run_id} already finished with other settings ({', '.join(differing)} "
+            f"differ from the suite's). Use another --results directory, or move {directory} away "
+            "to run it again.")
+    return True

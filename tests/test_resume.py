@@ -1,0 +1,130 @@
+"""Checkpoints and resume: a run killed at any moment, then re-run, ends with the same CSVs as
+a run that was never interrupted; signals and a dead launcher leave runs `interrupted`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import results as tree
+from harness.cli import main
+from tests.helpers import small_suite
+
+RUN = "t/toy.reach/bc/seed0"
+# 6 offline update calls (K = 10), then 5 online episodes of 50 steps with 1 update call each.
+PROTOCOL = {"offline_steps": 60, "online_env_steps": 250, "updates_per_episode": 10,
+            "eval_every_episodes": 2, "eval_episodes": 2, "dataset_episodes": 2,
+            "train_log_every": 10}
+
+
+def suite(tmp_path, every_minutes=60, every_episodes=2, online_env_steps=250, seeds="[0]"):
+    path = small_suite(tmp_path, seeds=seeds,
+                       protocol={**PROTOCOL, "online_env_steps": online_env_steps})
+    with open(path, "a") as f:
+        f.write(f"checkpoint: {{every_minutes: {every_minutes}, every_episodes: {every_episodes}}}\n")
+    return path
+
+
+def csvs(results, run_id=RUN):
+    run = Path(results) / run_id
+    metrics = pd.read_csv(run / "metrics.csv").drop(columns="wall_time")
+    train = pd.read_csv(run / "train.csv").drop(columns=["wall_time", "updates_per_second"])
+    return metrics, train
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+    """The uninterrupted run, in this process."""
+    tmp = tmp_path_factory.mktemp("reference")
+    os.environ["MOTO_HARNESS_DATA"] = str(data_dir)
+    assert main(["run", str(suite(tmp)), "--results", str(tmp / "r"), "--executor", "debug"]) == 0
+    return csvs(tmp / "r")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault,every_minutes,resumed_at", [
+    ("update:4", 0, "offline, grad_steps=30"),  # mid-offline: killed after the 4th update call
+    ("env-step:130", 60, "online, grad_steps=80, episodes=2"),  # mid-episode (the 3rd)
+    ("checkpoint-write:3", 60, "online, grad_steps=80, episodes=2"),  # during a checkpoint write
+])
+def test_killed_run_resumes_to_the_same_csvs(tmp_path, monkeypatch, reference, fault,
+                                             every_minutes, resumed_at):
+    path, results = suite(tmp_path, every_minutes=every_minutes), tmp_path / "r"
+    monkeypatch.setenv("MOTO_HARNESS_FAULT", fault)  # the worker SIGKILLs itself there
+    assert main(["run", str(path), "--results", str(results)]) == 1
+    status = tree.read_status(results / RUN)
+    assert status["state"] == "interrupted" and "without recording a result" in status["error"]
+    assert not tree.lock_is_held(results / RUN)
+    monkeypatch.delenv("MOTO_HARNESS_FAULT")
+    assert main(["run", str(path), "--results", str(results)]) == 0
+    logs = "".join(p.read_text() for p in (results / "_jobs").rglob("*_log.err"))
+    assert f"resumed from its checkpoint: {resumed_at}" in logs
+    metrics, train = csvs(results)
+    pd.testing.assert_frame_equal(metrics, reference[0])
+    pd.testing.assert_frame_equal(train, reference[1])  # no lost, no duplicated rows
+    assert tree.read_status(results / RUN)["state"] == "finished"
+    assert not (results / RUN / "checkpoint").exists()  # removed once finished (keep: false)
+    assert not (results / RUN / "previous").exists()  # resumed, not started over
+
+
+@pytest.mark.slow
+def test_sigterm_and_ctrl_c_stop_workers_at_a_safe_point_and_resume(tmp_path, data_dir):
+    """The launcher's SIGTERM, then Ctrl-C to the whole process group (as a terminal sends it),
+    then SIGKILL of the launcher: each leaves resumable `interrupted` runs and no worker."""
+    path = suite(tmp_path, online_env_steps=100_000, seeds="[0, 1]")
+    results = tmp_path / "r"
+    env = {**os.environ, "MOTO_HARNESS_DATA": str(data_dir)}
+    command = [sys.executable, "-m", "harness", "run", str(path), "--results", str(results)]
+    for how in ("SIGTERM", "SIGINT to the group", "SIGKILL"):
+        launcher = subprocess.Popen(command, env=env, start_new_session=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: all(tree.observed_state(results / f"t/toy.reach/bc/seed{s}") == "running"
+                             and progress(results, s).get("phase") == "online" for s in (0, 1)), 120)
+        episodes = [progress(results, s)["episodes"] for s in (0, 1)]
+        if how == "SIGTERM":
+            launcher.send_signal(signal.SIGTERM)
+        elif how == "SIGKILL":
+            launcher.kill()
+        else:
+            os.killpg(launcher.pid, signal.SIGINT)
+        launcher.wait(60)
+        wait_for(lambda: all(tree.observed_state(results / f"t/toy.reach/bc/seed{s}") != "running"
+                             for s in (0, 1)), 90)
+        for seed in (0, 1):
+            status = tree.read_status(results / f"t/toy.reach/bc/seed{seed}")
+            assert status["state"] == "interrupted", (how, status)
+            assert ("launcher" if how == "SIGKILL" else "received SIG") in status["error"]
+            assert "stopped at a safe point after a checkpoint" in status["error"]
+            assert not tree.lock_is_held(results / f"t/toy.reach/bc/seed{seed}")
+        # Resumed runs pick up where they stopped, not from the start.
+        assert all(progress(results, s)["episodes"] >= e for s, e in zip((0, 1), episodes))
+    def processes():
+        return subprocess.run(["pgrep", "-f", str(results)], capture_output=True,
+                              text=True).stdout.split()
+
+    try:  # every worker and its submitit controller exit on their own
+        wait_for(lambda: not processes(), 30)
+    except AssertionError:
+        raise AssertionError(f"processes left behind: {processes()}") from None
+
+
+def progress(results, seed):
+    return tree.read_status(results / f"t/toy.reach/bc/seed{seed}").get("progress") or {}
+
+
+def wait_for(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except (TypeError, KeyError, json.JSONDecodeError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
