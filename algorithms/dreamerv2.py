@@ -16,7 +16,7 @@ discount head (the benchmark's episodes end by time limit, never by termination)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import flax.linen as nn
@@ -40,6 +40,7 @@ class Config:
     }
 
     world_model: str = "paper"  # preset of WorldModelConfig: paper, small or debug
+    world_model_overrides: dict = field(default_factory=dict)  # e.g. {deter: 256, cnn_depth: 32}
     batch_size: int = 16  # sequences per batch (DreamerV2)
     sequence_length: int = 50  # steps per sequence (DreamerV2)
     horizon: int = 15  # imagination horizon (DreamerV2)
@@ -54,6 +55,9 @@ class Config:
     entropy: float = 1e-4  # actor entropy bonus (DreamerV2 dmc)
     target_update_every: int = 100  # updates between hard copies of the critic
     steps_per_call: int = 4  # ours: gradient steps per jitted update call
+
+    def __post_init__(self):
+        world_model_config(self.world_model, **self.world_model_overrides)  # fails early if bad
 
 
 class Critic(nn.Module):
@@ -71,7 +75,8 @@ class DreamerV2(LatentAgent):
     Config = Config
 
     def __init__(self, obs_space, action_space, config: Config, seed: int, total_updates: int):
-        params = self._build(obs_space, action_space, config, world_model_config(config.world_model),
+        model_config = world_model_config(config.world_model, **config.world_model_overrides)
+        params = self._build(obs_space, action_space, config, model_config,
                              Critic(config.units, config.layers), critic_inputs=1, seed=seed)
         self._train = {"params": params, "target_critic": jax.tree.map(jnp.copy, params["critic"]),
                        "opt": self._init_opt(params), "step": jnp.zeros((), jnp.int32)}

@@ -24,7 +24,7 @@ The pure functions below are the equations; `Moto` wires them into one jitted up
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import flax.linen as nn
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import nets
-from algorithms.base import register
+from algorithms.base import ConfigError, register
 from algorithms.latent import LatentAgent, flatten_time, world_model_config
 from algorithms.world_model import WorldModel, imagine
 
@@ -116,6 +116,7 @@ class Config:
     MINIMUMS: ClassVar[dict] = {"horizon": 0}
 
     world_model: str = "paper"  # preset of WorldModelConfig: paper, small or debug
+    world_model_overrides: dict = field(default_factory=dict)  # e.g. {deter: 256, cnn_depth: 32}
     ensemble: int = 7  # M prior heads sharing the GRU (paper)
     batch_size: int = 16  # sequences per batch (DreamerV2, as the paper)
     sequence_length: int = 50  # steps per sequence (DreamerV2, as the paper)
@@ -135,6 +136,12 @@ class Config:
     uncertainty: bool = True  # ablation "No uncertainty": false sets alpha to 0 (u is still logged)
     normalize_value: bool = True  # ours: divide the value term by sg(mean |Q|) so beta is scale-free
     steps_per_call: int = 4  # ours: gradient steps per jitted update call
+
+    def __post_init__(self):
+        if "ensemble" in self.world_model_overrides:
+            raise ConfigError("moto.config.world_model_overrides: set the ensemble size with "
+                              "moto's own 'ensemble' field.")
+        world_model_config(self.world_model, **self.world_model_overrides)  # fails early if bad
 
 
 class QNetwork(nn.Module):
@@ -172,7 +179,8 @@ class Moto(LatentAgent):
     batch_keys = ("obs", "action", "reward", "is_first", "is_terminal", "episode_success")
 
     def __init__(self, obs_space, action_space, config: Config, seed: int, total_updates: int):
-        model_config = world_model_config(config.world_model, ensemble=config.ensemble)
+        model_config = world_model_config(config.world_model, **{
+            **config.world_model_overrides, "ensemble": config.ensemble})
         params = self._build(obs_space, action_space, config, model_config,
                              TwinCritic(config.units, config.layers), critic_inputs=2, seed=seed)
         self.alpha = config.alpha if config.uncertainty else 0.0

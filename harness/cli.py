@@ -28,6 +28,9 @@ def _writable_dir(path, flag: str) -> Path:
 
 
 def _filter_runs(runs, only: list[str]):
+    """`--only KEY=VALUE`: conditions on one key are alternatives (algorithm=bc algorithm=sac),
+    conditions on different keys must all hold."""
+    wanted: dict[str, set[str]] = {}
     for condition in only:
         if "=" not in condition:
             raise UserError(f"--only {condition}: expected KEY=VALUE with KEY one of "
@@ -36,12 +39,14 @@ def _filter_runs(runs, only: list[str]):
         if key not in RUN_FILTER_KEYS:
             raise UserError(f"--only {condition}: unknown key '{key}'; use one of "
                             f"{', '.join(RUN_FILTER_KEYS)}.")
-        if key == "task":
-            runs = [r for r in runs if r.task == value]
-        elif key == "algorithm":
-            runs = [r for r in runs if value in (r.algorithm.label, r.algorithm.name)]
-        else:
-            runs = [r for r in runs if str(r.seed) == value]
+        wanted.setdefault(key, set()).add(value)
+
+    def keep(run) -> bool:
+        values = {"task": {run.task}, "algorithm": {run.algorithm.label, run.algorithm.name},
+                  "seed": {str(run.seed)}}
+        return all(values[key] & choices for key, choices in wanted.items())
+
+    runs = [r for r in runs if keep(r)]
     if not runs:
         raise UserError(f"--only {' '.join(only)} matches no run of the suite.")
     return runs
@@ -203,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="dataset directory (default: $MOTO_HARNESS_DATA or "
                                         "~/.cache/moto-harness/datasets)")
     run.add_argument("--only", action="append", default=[], metavar="KEY=VAL",
-                     help="keep runs with task=, algorithm= or seed= (repeatable)")
+                     help="keep runs with task=, algorithm= or seed= (repeatable: one key's values are "
+                          "alternatives, different keys must all match)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VAL",
                      help="override a suite value, e.g. protocol.offline_steps=100 (repeatable)")
     run.add_argument("--dry-run", action="store_true",

@@ -105,16 +105,13 @@ def plan(runs, results: Path, retry_failed: bool) -> Plan:
 def prepare_datasets(runs, data_dir: Path, generate: bool = True) -> None:
     """Every task's dataset exists with enough episodes and this code's env settings."""
     from harness.data.collect import ensure_dataset
-    from harness.envs import make_env
+    from harness.envs import env_settings
 
     needed: dict[str, int] = {}
     for spec in runs:
         needed[spec.task] = max(needed.get(spec.task, 0), spec.protocol.dataset_episodes)
     for task, episodes in needed.items():
-        env = make_env(task, 0)
-        settings = env.settings()
-        env.close()
-        ensure_dataset(task, episodes, data_dir, settings, generate_missing=generate,
+        ensure_dataset(task, episodes, data_dir, env_settings(task), generate_missing=generate,
                        progress=lambda done, total, task=task: print(
                            f"  dataset {task}: {done}/{total} episodes", flush=True))
 
@@ -369,7 +366,7 @@ def _submit_slurm(todo, results: Path, data_dir: Path) -> dict:
         groups.setdefault(spec.resources, []).append(spec)
     jobs = {}
     for resources, specs in groups.items():
-        executor = submitit.SlurmExecutor(folder=jobs_dir(results, suite) / "%A_%a",
+        executor = submitit.SlurmExecutor(folder=jobs_dir(results, suite) / "%j",
                                           max_num_timeout=resources.max_requeues)
         executor.update_parameters(**slurm_parameters(resources, f"harness-{suite}"))
         with executor.batch():
@@ -388,28 +385,33 @@ def _submit_slurm(todo, results: Path, data_dir: Path) -> dict:
 
 def _wait_slurm(todo, results: Path, jobs: dict) -> dict:
     """`--wait`: follow the runs through their status files until each is finished, failed,
-    or interrupted with no requeue to come."""
+    or out of SLURM's queue without a live process (interrupted with no requeue to come)."""
     states, watcher = {}, _Progress(results)
     remaining = {spec.run_id: spec for spec in todo}
+    arrays = sorted({job.job_id.split("_")[0] for job in jobs.values()})
     while remaining:
+        queued = _queued_job_ids(arrays)
         for run_id in list(remaining):
             directory = tree.run_dir(results, run_id)
-            status = tree.read_status(directory) or {}
-            state = tree.observed_state(directory, status)
-            queued = _in_queue(jobs[run_id])
-            if state in ("finished", "failed") or (not queued and state != "running"):
+            state = tree.observed_state(directory)
+            gone = queued is not None and jobs[run_id].job_id not in queued
+            if state in ("finished", "failed") or (gone and state != "running"):
                 states[run_id] = state
                 print(f"{state:<8} {run_id}", flush=True)
                 del remaining[run_id]
         watcher.maybe_print(list(remaining.values()), len(states), len(todo))
-        time.sleep(1.0)
+        time.sleep(2.0)
     return states
 
 
-def _in_queue(job) -> bool:
-    """Whether SLURM still holds the job (pending, running or requeued), from squeue."""
+def _queued_job_ids(arrays: list[str]) -> set[str] | None:
+    """The ids (123 or 123_4) SLURM still holds, pending, running or requeued, in one squeue
+    call; None when squeue does not answer."""
     import subprocess
 
-    out = subprocess.run(["squeue", "-h", "-j", job.job_id, "-o", "%T"], capture_output=True,
-                         text=True)
-    return bool(out.stdout.strip())
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)],
+                         capture_output=True, text=True)
+    if out.returncode != 0 and "Invalid job id" not in out.stderr:
+        print(f"warning: squeue failed: {out.stderr.strip()}", file=sys.stderr, flush=True)
+        return None
+    return set(out.stdout.split())

@@ -443,8 +443,9 @@ def execute(spec: RunSpec, results_dir: Path, data_dir: Path, show_progress: boo
             shutil.rmtree(checkpoint.directory(run_dir), ignore_errors=True)
         return "finished"
     except Interrupted as err:
-        run.status("interrupted", error=f"stopped at a safe point after a checkpoint: {err}",
-                   requeue=stop.requeue)
+        message = f"stopped at a safe point after a checkpoint: {err}"
+        run.status("interrupted", error=message, requeue=stop.requeue)
+        print(f"  {spec.run_id}: {message}", file=sys.stderr, flush=True)
         return "interrupted"
     except Diverged as err:
         run.status("failed", error=str(err), failed_metric=err.metric, failed_step=err.grad_steps)

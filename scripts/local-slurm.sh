@@ -23,14 +23,6 @@ timeout_s=${LOCAL_SLURM_TIMEOUT:-60}
 proctrack=${LOCAL_SLURM_PROCTRACK:-pgid}
 host=$(hostname -s)
 
-# State of our node as sinfo prints it (idle, mixed, allocated, ...; a suffix such as * or ~
-# means not responding / powered down); empty when the controller does not answer.
-node_state() {
-  command -v sinfo >/dev/null 2>&1 || return 0
-  timeout 10 sinfo -h -N -n "$host" -o '%T' 2>/dev/null | head -n 1 || true
-}
-node_up() { [[ "$(node_state)" =~ ^(idle|mixed|allocated|completing)$ ]]; }
-
 # Daemons are found through their pid files (never by name, so nothing else gets killed); a pid
 # counts only if that process has the daemon's name (a stale file may hold a reused pid).
 pid_of() {
@@ -55,30 +47,48 @@ stop_pidfile() {
   rm -f "$1"
 }
 
+# State of our node as sinfo prints it (idle, mixed, allocated, ...; a suffix such as * or ~
+# means not responding / powered down); empty when no controller runs or it does not answer
+# (sinfo keeps retrying an absent controller for ~10 s, hence the pid file check first).
+node_state() {
+  command -v sinfo >/dev/null 2>&1 && pid_alive /run/slurmctld.pid || return 0
+  timeout 10 sinfo -h -N -n "$host" -o '%T' 2>/dev/null | head -n 1 || true
+}
+node_up() { [[ "$(node_state)" =~ ^(idle|mixed|allocated|completing)$ ]]; }
+
 action=${1:-start}
 case "$action" in
-  start) ;;
+  start | --restart | --stop) ;;
+  *) die "unknown argument '$1' (usage: $0 [--restart | --stop])" ;;
+esac
+
+if [ "$action" = start ] && node_up; then
+  log "already running: node $host is $(node_state)"
+  exit 0
+fi
+[ "$(id -u)" = 0 ] || die "must run as root (installs packages and starts daemons)"
+
+# One caller at a time (tests started in parallel may all call this script); a caller that waited
+# finds the cluster up and leaves.
+exec 9>/run/local-slurm.lock
+flock 9
+case "$action" in
   --restart)
-    [ "$(id -u)" = 0 ] || die "must run as root"
     log "stopping slurmd and slurmctld"
     stop_pidfile /run/slurmd.pid
     stop_pidfile /run/slurmctld.pid ;;
   --stop)
-    [ "$(id -u)" = 0 ] || die "must run as root"
     log "stopping slurmd, slurmctld and munged"
     stop_pidfile /run/slurmd.pid
     stop_pidfile /run/slurmctld.pid
     stop_pidfile /run/munge/munged.pid
     exit 0 ;;
-  *) die "unknown argument '$1' (usage: $0 [--restart | --stop])" ;;
+  start)
+    if node_up; then
+      log "already running: node $host is $(node_state)"
+      exit 0
+    fi ;;
 esac
-
-if node_up; then
-  log "already running: node $host is $(node_state)"
-  exit 0
-fi
-
-[ "$(id -u)" = 0 ] || die "must run as root (installs packages and starts daemons)"
 
 # --- packages --------------------------------------------------------------------------------
 # tini: slurmd runs under `tini -s` (a child subreaper) so that processes orphaned inside jobs are
@@ -183,10 +193,11 @@ $overrides
 
 # Scheduling: CPUs and memory are consumable; each CPU gets an equal share of memory by default
 # (without DefMemPerCPU a job that asks for no memory would get the whole node).
-# A backfill pass every second and no batch start delay: a pending array task starts within ~0.5 s
-# of a free CPU (defaults: a gap of 2-4 s between tasks).
+# A backfill pass every second, no batch start delay and a main pass every 2 s: a pending array
+# task starts within ~0.5 s of a free CPU (defaults: 2-4 s), a requeued job ~1 s after its
+# cred_expire hold (defaults: up to 15 s more).
 SchedulerType=sched/backfill
-SchedulerParameters=bf_interval=1,batch_sched_delay=0
+SchedulerParameters=bf_interval=1,batch_sched_delay=0,sched_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=$((mem / cpus))
@@ -257,12 +268,12 @@ while ! node_up; do
     echo "local-slurm: error: node $host not up after ${timeout_s}s (state: '${state:-no answer}')" >&2
     sinfo -N -l 2>&1 | sed 's/^/  sinfo: /' >&2 || true
     scontrol show node "$host" 2>/dev/null | grep -i reason | sed 's/^/  /' >&2 || true
-    for f in "$log_dir/slurmctld.log" "$log_dir/slurmd.log"; do
+    for f in "$log_dir/slurmctld.log" "$log_dir/slurmd.log" "$log_dir/slurmd.stdout"; do
       echo "--- tail of $f" >&2
       tail -n 20 "$f" >&2 2>/dev/null || true
     done
     exit 1
   fi
-  sleep 1
+  sleep 0.5
 done
 log "ready: node $host is $(node_state) in partition debug ($cpus CPUs, ${mem} MB)"

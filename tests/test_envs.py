@@ -112,3 +112,13 @@ def test_toy_reach_state_is_the_same_task_seen_as_positions():
     rows, cols = np.nonzero((image[..., 0] == 230) & (image[..., 1] == 40))
     centre = np.array([(cols.mean() + 0.5) / 32 - 1, 1 - (rows.mean() + 0.5) / 32])
     np.testing.assert_allclose(centre, vector[:2], atol=0.05)
+
+
+@pytest.mark.parametrize("task", ["toy/reach", "toy/reach-state", "metaworld/door-open",
+                                  "gym/Pendulum-v1"])
+def test_settings_are_known_without_building_the_simulator(task):
+    from harness.envs import env_settings, make_env
+
+    env = make_env(task, 0)
+    assert env_settings(task) == env.settings()
+    env.close()

@@ -183,3 +183,27 @@ def test_moto_suites_hold_the_papers_ablations_and_a_one_at_a_time_sweep():
     swept = {tuple(r.algorithm.overrides.items()) for r in suite.runs()}
     assert swept == {(), (("horizon", 0),), (("horizon", 2),), (("horizon", 10),),
                      (("alpha", 0.3),), (("alpha", 3.0),), (("beta", 0.3),), (("beta", 3.0),)}
+
+
+def test_suites_override_world_model_sizes_and_bad_keys_are_refused(tmp_path, capsys):
+    import gymnasium as gym
+    import jax
+    import numpy as np
+
+    from algorithms.base import get, make_config
+
+    suite = load_suite(str(small_suite(tmp_path, algorithms=(
+        "[{name: dreamerv2, preset: debug, config: {world_model_overrides: {deter: 8, hidden: 8}}}]"))))
+    overrides = suite.algorithms[0].overrides
+    obs = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    act = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def parameters(config_overrides):
+        cls = get("dreamerv2")
+        agent = cls(obs, act, make_config(cls, "debug", config_overrides), 0, 10)
+        return sum(x.size for x in jax.tree.leaves(agent.state_dict()["train"]["params"]))
+
+    assert parameters(overrides) < parameters({})
+    path = small_suite(tmp_path, algorithms="[{name: moto, preset: debug, config: "
+                                            "{world_model_overrides: {detr: 8}}}]")
+    assert_rejected(path, tmp_path, capsys, "no config field 'detr'. Did you mean 'deter'?")

@@ -64,6 +64,22 @@ def make_env(task_id: str, seed: int):
     return GymState(name, seed)
 
 
+def env_settings(task_id: str) -> dict:
+    """`make_env(task_id, seed).settings()`, without building the simulator."""
+    info = task_info(task_id)
+    if info.family == "metaworld":
+        from harness.envs import metaworld
+
+        return metaworld.settings(task_id)
+    if info.family == "toy":
+        from harness.envs import toy
+
+        return toy.settings(info.pixels)
+    from harness.envs import gym
+
+    return gym.settings(info)
+
+
 def list_tasks() -> dict[str, list[str]]:
     from harness.envs import metaworld
 
@@ -71,4 +87,4 @@ def list_tasks() -> dict[str, list[str]]:
             "toy": ["toy/reach", "toy/reach-state"], "gym": ["gym/<any continuous-action Gymnasium id>"]}
 
 
-__all__ = ["TaskInfo", "list_tasks", "make_env", "task_info"]
+__all__ = ["TaskInfo", "env_settings", "list_tasks", "make_env", "task_info"]

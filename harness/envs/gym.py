@@ -32,6 +32,10 @@ def task_info(env_id: str) -> TaskInfo:
     return TaskInfo(f"gym/{env_id}", "gym", steps, 1, False, "random")
 
 
+def settings(info: TaskInfo) -> dict:
+    return {"task": info.task_id, "episode_steps": info.episode_steps, "observations": "state"}
+
+
 class GymState:
     metadata = {"render_modes": []}
 
@@ -53,8 +57,7 @@ class GymState:
         self._rng = np.random.default_rng([seed, 3])
 
     def settings(self) -> dict:
-        return {"task": self.spec_info.task_id, "episode_steps": self.spec_info.episode_steps,
-                "observations": "state"}
+        return settings(self.spec_info)
 
     def reset(self, seed=None, options=None):
         if seed is not None:

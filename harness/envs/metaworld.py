@@ -39,6 +39,15 @@ def task_info(name: str) -> TaskInfo:
     return TaskInfo(f"metaworld/{name}", "metaworld", EPISODE_STEPS, ACTION_REPEAT, True, "scripted")
 
 
+def settings(task_id: str) -> dict:
+    """Everything that shapes the observations, known without building the simulator."""
+    return {"task": task_id, "image_size": IMAGE_SIZE, "camera": CAMERA,
+            "action_repeat": ACTION_REPEAT, "episode_steps": EPISODE_STEPS,
+            "hand_start": HAND_START, "hand_noise_std": HAND_NOISE_STD,
+            "noop_steps": NOOP_STEPS, "reward": "sparse success", "renderer": renderer_info(),
+            "reset_seeding": "per-episode"}
+
+
 def _policy_class_name(name: str) -> str:
     return "Sawyer" + "".join(part.capitalize() for part in name.split("-")) + "V3Policy"
 
@@ -74,11 +83,7 @@ class MetaWorldPixels:
         self._t = 0
 
     def settings(self) -> dict:
-        return {"task": self.spec_info.task_id, "image_size": IMAGE_SIZE, "camera": CAMERA,
-                "action_repeat": ACTION_REPEAT, "episode_steps": EPISODE_STEPS,
-                "hand_start": HAND_START, "hand_noise_std": HAND_NOISE_STD,
-                "noop_steps": NOOP_STEPS, "reward": "sparse success", "renderer": renderer_info(),
-                "reset_seeding": "per-episode"}
+        return settings(self.spec_info.task_id)
 
     def reset(self, seed=None, options=None):
         if seed is not None:

@@ -27,6 +27,14 @@ STATE_INFO = TaskInfo("toy/reach-state", "toy", EPISODE_STEPS, 1, False, "script
 _PIXEL_CENTRES = (np.arange(SIZE) + 0.5) / SIZE * 2.0 - 1.0  # pixel centre coordinates in [-1, 1]
 
 
+def settings(pixels: bool) -> dict:
+    """Everything that shapes the observations and the demonstrations."""
+    return {"task": (INFO if pixels else STATE_INFO).task_id,
+            "image_size": SIZE if pixels else None, "episode_steps": EPISODE_STEPS,
+            "step_scale": STEP_SCALE, "success_radius": SUCCESS_RADIUS,
+            "demo_noise_std": DEMO_NOISE_STD, "renderer": "numpy", "reset_seeding": "per-episode"}
+
+
 class ToyReach:
     metadata = {"render_modes": []}
 
@@ -48,10 +56,7 @@ class ToyReach:
         self._t = 0
 
     def settings(self) -> dict:
-        return {"task": self.spec_info.task_id, "image_size": SIZE if self.pixels else None, "episode_steps": EPISODE_STEPS,
-                "step_scale": STEP_SCALE, "success_radius": SUCCESS_RADIUS,
-                "demo_noise_std": DEMO_NOISE_STD, "renderer": "numpy",
-                "reset_seeding": "per-episode"}
+        return settings(self.pixels)
 
     def _observe(self) -> np.ndarray:
         if not self.pixels:
