@@ -127,7 +127,7 @@ chmod 0400 /etc/munge/munge.key
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
   log "starting munged"
   stop_pidfile /run/munge/munged.pid # a stale one that does not answer
-  runuser -u munge -- /usr/sbin/munged
+  runuser -u munge -- /usr/sbin/munged 9>&-
   for _ in $(seq 20); do
     munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break
     sleep 0.5
@@ -238,8 +238,10 @@ if ((conf_changed)) && { pid_alive /run/slurmctld.pid || pid_alive /run/slurmd.p
   stop_pidfile /run/slurmctld.pid
 fi
 if ! pid_alive /run/slurmctld.pid; then
-  log "starting slurmctld"
-  slurmctld
+  # -c: a clean start. This is a test cluster: jobs saved by a controller that was killed (a
+  # session that ended mid-test) must not be requeued into the next test run.
+  log "starting slurmctld (clean state)"
+  slurmctld -c 9>&-
 fi
 if ! pid_alive /run/slurmd.pid; then
   # srun forks a helper that outlives it; the orphan is reparented to the nearest subreaper, else
@@ -248,10 +250,10 @@ if ! pid_alive /run/slurmd.pid; then
   # job that used srun (all submitit jobs). tini -s above slurmd adopts and reaps such orphans.
   if command -v tini >/dev/null; then
     log "starting slurmd (under tini -s)"
-    setsid tini -s -- slurmd -D </dev/null >"$log_dir/slurmd.stdout" 2>&1 &
+    setsid tini -s -- slurmd -D </dev/null >"$log_dir/slurmd.stdout" 2>&1 9>&- &
   else
     log "starting slurmd"
-    slurmd
+    slurmd 9>&-
   fi
 fi
 
