@@ -243,7 +243,13 @@ def _run_local(todo, results: Path, data_dir: Path, max_parallel: int | None) ->
         while pending or active:
             while pending and len(active) < limit and not signals.count:
                 spec = pending.pop(0)
-                tree.write_status(tree.run_dir(results, spec.run_id), "pending", run_id=spec.run_id)
+                try:
+                    tree.write_status(tree.run_dir(results, spec.run_id), "pending",
+                                      run_id=spec.run_id)
+                except OSError as err:  # a full disk: say so, start nothing that cannot write
+                    print(f"not started: {spec.run_id}: {err}", file=sys.stderr, flush=True)
+                    states[spec.run_id] = "not started"
+                    continue
                 active[spec.run_id] = (spec, executor.submit(RunJob(spec.as_dict(), str(results),
                                                                     str(data_dir))))
                 print(f"started  {spec.run_id}", flush=True)
@@ -268,9 +274,12 @@ def _settle(results: Path, run_id: str, job) -> str:
     """The run's state once its worker has ended; a worker that died without recording one
     (killed, out of memory) leaves an `interrupted` run that resumes on the next launch."""
     directory = tree.run_dir(results, run_id)
-    tree.mark_interrupted_if_gone(
-        directory, "the worker process ended without recording a result (killed, or out of "
-                   f"memory?); its log: {job.paths.stderr}")
+    try:
+        tree.mark_interrupted_if_gone(
+            directory, "the worker process ended without recording a result (killed, or out "
+                       f"of memory?); its log: {job.paths.stderr}")
+    except OSError as err:  # a full disk: `status` shows the run stale (its process is gone)
+        print(f"{run_id}: could not record that its worker ended: {err}", file=sys.stderr)
     return tree.observed_state(directory)
 
 

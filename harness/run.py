@@ -128,7 +128,6 @@ def _git_commit() -> str:
         return "unknown"
 
 
-
 class _Run:
     def __init__(self, spec: RunSpec, run_dir: Path, data_dir: Path, status: StatusFile,
                  stop: StopRequest, resume: dict | None, show_progress: bool):

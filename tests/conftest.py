@@ -1,4 +1,8 @@
 import pytest
+# submitit configures logging when first imported (logging.config.dictConfig), which closes
+# every handler that exists then, absl's among them: imported after JAX, that closed the
+# stream pytest captures stderr with. The harness imports it before JAX; so do the tests.
+import submitit  # noqa: F401
 
 from harness import jaxcache
 

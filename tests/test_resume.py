@@ -128,3 +128,31 @@ def wait_for(condition, timeout):
             pass
         time.sleep(0.2)
     raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1.5 MB tmpfs (root only): a results directory that fills up during a run."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_leaves_no_run_running_and_no_worker_behind(tmp_path, small_disk, capsys):
+    path = suite(tmp_path, every_minutes=0, online_env_steps=5000)
+    results = small_disk / "r"
+    assert main(["run", str(path), "--results", str(results)]) == 1
+    status = tree.read_status(results / RUN)
+    state = tree.observed_state(results / RUN)
+    assert state in ("failed", "stale"), (state, status)  # never `running` with no process
+    if state == "failed":
+        assert "No space left on device" in status["error"]
+    assert not tree.lock_is_held(results / RUN)
+    out = subprocess.run(["pgrep", "-f", str(results)], capture_output=True, text=True).stdout
+    assert not out.split(), f"processes left behind: {out}"
