@@ -138,6 +138,7 @@ class _Run:
         self.grad_steps = self.env_steps = self.episodes = 0
         self.phase, self.eval_due = "offline", False
         self._bars: dict = {}
+        self._compiled = False  # the first update call of this process compiles
 
         self.env = make_env(spec.task, spec.seed)
         self.eval_env = make_env(spec.task, EVAL_SEED_OFFSET + spec.seed)
@@ -269,7 +270,12 @@ class _Run:
         """One jitted update call: K = min(steps_per_call, until - grad_steps) gradient steps."""
         k = min(self.agent.batch_spec.steps_per_call, until - self.grad_steps)
         batch = self.replay.sample(self.sample_rng, self.agent.batch_spec, k)
+        if not self._compiled:
+            self.status("running", message="compiling the update, or loading it from the cache")
         result = self.agent.update(batch)
+        if not self._compiled:
+            self._compiled = True
+            self.status("running")
         before = self.grad_steps
         self.grad_steps += k
         for key, value in result.items():
