@@ -27,6 +27,7 @@ import submitit
 
 from harness import results as tree
 from harness.errors import UserError
+from harness.run import LAUNCHER_PID_ENV
 
 STOP_GRACE_S = 30.0  # local: how long stopped workers get to checkpoint before they are killed
 PROGRESS_EVERY_S = 60.0  # a summary line this often while waiting
@@ -169,7 +170,8 @@ def _summary(states: dict, results: Path, has_failed: bool) -> int:
 
 
 class _StopSignals:
-    """SIGINT and SIGTERM set `stopping` instead of killing the launcher mid-bookkeeping."""
+    """SIGINT and SIGTERM are counted (`count`) instead of killing the launcher in the middle of
+    its bookkeeping: the first stops the runs at a safe point, a second kills them."""
 
     def __init__(self):
         self.count = 0
@@ -234,7 +236,7 @@ def _run_local(todo, results: Path, data_dir: Path, max_parallel: int | None) ->
     # The controllers ignore SIGINT (inherited by the shell's `trap`): Ctrl-C in a terminal
     # reaches the workers, which checkpoint and stop, instead of the controllers killing them.
     executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, setup=["trap '' INT"])
-    os.environ["MOTO_HARNESS_LAUNCHER_PID"] = str(os.getpid())
+    os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # workers stop if this process dies
     print(f"local executor: {len(todo)} runs, at most {limit} at once; worker logs in "
           f"{jobs_dir(results, suite)}", flush=True)
     pending, active, states = list(todo), {}, {}

@@ -43,7 +43,8 @@ def test_smoke_like_suite_writes_every_file_and_reruns_skip_finished(tmp_path, c
     assert config["dataset"]["success_rate"] == 1.0
     capsys.readouterr()
     assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
-    assert "2 already finished, 0 to run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 runs: 2 finished" in out and "0 to run" in out
     # The same runs under other settings are not silently skipped.
     assert main(["run", str(path), "--results", str(results), "--executor", "debug",
                  "--set", "protocol.offline_steps=30"]) == 2

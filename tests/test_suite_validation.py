@@ -26,8 +26,8 @@ def test_labels_let_one_algorithm_appear_twice_and_seed_counts_expand(tmp_path):
 
 
 def test_set_overrides_a_protocol_value(tmp_path):
-    suite = load_suite(str(small_suite(tmp_path)), ["protocol.offline_steps=7"])
-    assert suite.protocol.offline_steps == 7
+    suite = load_suite(str(small_suite(tmp_path)), ["protocol.offline_steps=70"])
+    assert suite.protocol.offline_steps == 70
 
 
 def assert_rejected(path, tmp_path, capsys, expected):
