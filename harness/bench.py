@@ -130,3 +130,32 @@ def update_bench(name: str, preset: str, calls: int, steps_per_call: int | None 
     return {"algorithm": name, "preset": preset, "batch_size": spec.batch_size,
             "steps_per_call": spec.steps_per_call, "compile_s": compile_s, "updates_per_s": rate,
             "replay_bytes_per_step": replay.nbytes / replay.num_entries}
+
+
+def report_bench(tasks: int = 10, labels: int = 10, seeds: int = 5) -> dict:
+    """Seconds for `python -m harness report` (a fresh process, imports included) on a
+    synthetic suite of tasks × labels × seeds finished runs of paper length (500k online env
+    steps, an evaluation every 4,000: 126 metrics rows each)."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from harness.report.synthetic import paper_suite
+
+    names = ("moto", "dreamerv2", "lompo", "combo", "cql", "iql", "sac", "bc", "moto-no-bc",
+             "moto-no-uncertainty", "moto-no-bc-no-uncertainty")
+    if labels > len(names):
+        raise ValueError(f"at most {len(names)} labels")
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "results"
+        start = time.perf_counter()
+        runs = paper_suite(results, tasks=tasks, algorithms=names[:labels], seeds=seeds)
+        write_s = time.perf_counter() - start
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "harness", "report", "--results", str(results),
+                        "--out", str(Path(tmp) / "report")], check=True, capture_output=True)
+        report_s = time.perf_counter() - start
+        files = len(list((Path(tmp) / "report" / "synthetic").iterdir()))
+    return {"runs": len(runs), "rows_per_run": 126, "report_s": report_s, "files": files,
+            "write_s": write_s}

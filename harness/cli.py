@@ -104,8 +104,10 @@ def cmd_report(args) -> int:
 
     results = Path(args.results)
     out = Path(args.out) if args.out else results / "_report"
-    for path in report(results, out, args.suite):
-        print(f"wrote {path}")
+    written = report(results, out, args.suite, args.final_evals, args.reps, args.include_unfinished)
+    for path in written:
+        if path.name == "report.md":
+            print(f"wrote {path} (and {len(written) - 1} figures and tables beside it)")
     return 0
 
 
@@ -182,6 +184,11 @@ def cmd_bench(args) -> int:
         print("gradient updates/s on 64x64 pixel batches (replay sampling included):")
         print(bench.table(rows, bench.UPDATE_COLUMNS))
         print(f"replay: {rows[0]['replay_bytes_per_step']:.0f} bytes per stored step")
+    if args.only in (None, "report"):
+        figures["report"] = bench.report_bench()
+        r = figures["report"]
+        print(f"report of {r['runs']} finished runs of paper length ({r['rows_per_run']} "
+              f"evaluations each): {r['report_s']:.1f} s, {r['files']} files", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
@@ -223,10 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--state", nargs="+", help="only runs in these states")
     status.set_defaults(func=cmd_status)
 
-    rep = sub.add_parser("report", help="summary tables and curves of finished runs")
+    rep = sub.add_parser("report", help="figures, tables and aggregate statistics of finished "
+                                        "runs, in RESULTS/_report/<suite>/report.md")
     rep.add_argument("--results", default=str(DEFAULT_RESULTS))
     rep.add_argument("--suite", help="only this suite")
     rep.add_argument("--out", help="output directory (default: RESULTS/_report)")
+    rep.add_argument("--final-evals", type=int, default=3,
+                     help="a run's final score is the mean of its last N evaluations (default 3)")
+    rep.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")
+    rep.add_argument("--include-unfinished", action="store_true",
+                     help="draw unfinished runs in the curves too (never in the tables)")
     rep.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="generate offline datasets")
@@ -242,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="throughput figures for this machine")
     bench.add_argument("--tasks", nargs="+", default=["door-open"])
     bench.add_argument("--steps", type=int, default=400, help="rendered steps per measurement")
-    bench.add_argument("--only", choices=["render", "updates"], help="one part of the bench")
+    bench.add_argument("--only", choices=["render", "updates", "report"],
+                       help="one part of the bench")
     bench.add_argument("--algorithms", nargs="+", help="algorithms to time (default: all)")
     bench.add_argument("--update-calls", type=int, default=5,
                        help="timed update calls per algorithm and preset")

@@ -1,31 +1,259 @@
-"""The report's figure."""
+"""The report: robust loading, what report.md says, and the figures' layout.
+
+Every results tree here is written by hand (harness.report.synthetic lays runs out as the run
+loop does), so each expectation is known before the report runs.
+"""
+
+import re
 
 import matplotlib
+import numpy as np
 import pandas as pd
+import pytest
 
-from harness.report import plot_curves
+from harness import results as tree
+from harness.cli import main
+from harness.report import load, report
+from harness.report.synthetic import write_run
 
 matplotlib.use("Agg")
 
+STEPS = [0, 400, 800, 1200]
 
-def test_curves_keep_one_colour_per_algorithm_and_one_legend_beside_the_panels(tmp_path, monkeypatch):
+
+def good_run(results, task="metaworld/door-open", label="bc", seed=0, success=(0.0, 0.2, 0.4, 0.6),
+             **kwargs):
+    return write_run(results, "s", task, label, seed, STEPS, success, **kwargs)
+
+
+# Each corrupt metrics.csv or config.yaml, the words the warning must contain.
+CORRUPT = {
+    "empty metrics": ("metrics.csv", b"", "metrics.csv is empty"),
+    "header only": ("metrics.csv", b"phase,grad_steps,env_steps,episodes,eval_success\r\n",
+                    "no evaluation with a number"),
+    "truncated": ("metrics.csv", None, "cut short"),
+    "torn row": ("metrics.csv", b"phase,grad_steps,env_steps,eval_success\r\noffline,10,0,0.5\r\n"
+                 b"online,20,400\r\n", "line 3 has 3 fields"),
+    "garbage bytes": ("metrics.csv", bytes(range(256)) * 4, "not text"),
+    "NUL bytes": ("metrics.csv", b"phase,env_steps\x00\x00\x00\x00", "NUL"),
+    "non-numeric cell": ("metrics.csv", b"phase,grad_steps,env_steps,eval_success\r\n"
+                         b"offline,10,0,0.5\r\nonline,20,400,abc\r\n",
+                         "line 3, column eval_success: 'abc' is not a number"),
+    "no success column": ("metrics.csv", b"phase,grad_steps,env_steps\r\noffline,1,0\r\n",
+                          "no column eval_success"),
+    "missing config": ("config.yaml", None, "config.yaml is missing"),
+    "corrupt config": ("config.yaml", b"suite: [unclosed\n  task: {", "not valid YAML"),
+    "config not a mapping": ("config.yaml", b"- just\n- a list\n", "not a mapping"),
+    "config lacks keys": ("config.yaml", b"suite: s\nseed: 0\n", "lacks task"),
+    "config garbage": ("config.yaml", b"\xff\xfe\x00garbage", "not text"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT))
+def test_a_corrupt_run_is_skipped_with_a_warning_naming_the_file(tmp_path, capsys, case):
+    results = tmp_path / "results"
+    good_run(results, seed=0)
+    bad = good_run(results, seed=1)
+    name, content, words = CORRUPT[case]
+    path = bad / name
+    if case == "truncated":
+        text = path.read_bytes()
+        path.write_bytes(text[:-7])  # cut inside the last row
+    elif content is None:
+        path.unlink()
+    else:
+        path.write_bytes(content)
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    shown = f"s/metaworld.door-open/bc/seed1/{name}"
+    assert f"warning: {shown}: " in err and words in err and "run skipped" in err, err
+    report_md = (tmp_path / "out" / "s" / "report.md").read_text()
+    assert f"| `{shown}` | " in report_md and words in report_md
+    final = pd.read_csv(tmp_path / "out" / "s" / "final.csv")
+    assert final.n.tolist() == [1] and final.seeds.astype(str).tolist() == ["0"]  # the good run only
+
+
+def test_a_running_run_and_nan_rows_and_a_corrupt_status(tmp_path, capsys):
+    results = tmp_path / "results"
+    good_run(results, seed=0, success=(0.0, 0.1, 0.2, 0.3))
+    nan_run = good_run(results, seed=1, success=(0.0, 0.5, 0.7, 0.9))
+    text = nan_run.joinpath("metrics.csv").read_text().splitlines(keepends=True)
+    fields = text[2].split(",")
+    fields[4] = "nan"  # the evaluation at step 400 has no success value
+    text[2] = ",".join(fields)
+    nan_run.joinpath("metrics.csv").write_text("".join(text))
+    running = good_run(results, seed=2, success=(0.0, 1.0, 1.0, 1.0), state="running")
+    with open(running / "metrics.csv", "a") as f:
+        f.write("online,99,1600,4,0.")  # the row being written
+    odd = good_run(results, seed=3, success=(1.0, 1.0, 1.0, 1.0))
+    (odd / "status.json").write_text("{not json")
+    tree.run_dir(results, "s/metaworld.door-open/bc/seed4").mkdir(parents=True)  # submitted only
+    loaded = load(results, warn=lambda message: None)
+    states = {r.seed: r.state for r in loaded.runs}
+    # No process holds the running run's lock on this host, so it shows as stale.
+    assert states == {0: "finished", 1: "finished", 2: "stale", 3: "pending"}
+    assert loaded.not_started == ["s/metaworld.door-open/bc/seed4"]
+    assert len(next(r for r in loaded.runs if r.seed == 2).evaluations) == 4  # torn row dropped
+    assert len(next(r for r in loaded.runs if r.seed == 1).evaluations) == 3  # NaN row dropped
+
+    assert main(["report", "--results", str(results), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "s/metaworld.door-open/bc/seed1/metrics.csv: 1 of 4 rows have no eval_success" in err
+    final = pd.read_csv(tmp_path / "out" / "s" / "final.csv")
+    # Seeds 0 and 1, last three evaluations each (seed 1: 0.0, 0.7, 0.9 once the NaN row is out).
+    finals = [np.mean([0.1, 0.2, 0.3]), np.mean([0.0, 0.7, 0.9])]
+    assert final.n.tolist() == [2] and final.seeds.astype(str).tolist() == ["0 1"]
+    assert final["mean"].iloc[0] == pytest.approx(np.mean(finals))
+    assert final["std"].iloc[0] == pytest.approx(np.std(finals, ddof=1))
+    report_md = (tmp_path / "out" / "s" / "report.md").read_text()
+    assert "2 finished runs reported; 3 unfinished" in report_md
+    assert "| `s/metaworld.door-open/bc/seed2` | stale | " in report_md
+    assert "| `s/metaworld.door-open/bc/seed3` | pending | no status.json |" in report_md
+    assert "| `s/metaworld.door-open/bc/seed4` | pending | not started | 0 |" in report_md
+    assert "1 of 4 rows have no eval_success" in report_md
+
+
+def test_report_md_links_every_file_it_wrote_and_every_link_exists(tmp_path):
+    results = tmp_path / "results"
+    for task in ("metaworld/door-open", "metaworld/hammer", "toy/reach"):
+        for label in ("moto", "moto-no-bc", "sac"):
+            for seed in range(2):
+                good_run(results, task, label, seed, success=np.random.default_rng(seed).random(4))
+    written = report(results, tmp_path / "out", warn=lambda m: None)
+    report_md = (tmp_path / "out" / "s" / "report.md").read_text()
+    links = set(re.findall(r"\]\(([^)]+)\)", report_md))
+    assert links == {p.name for p in written if p.name != "report.md"}
+    assert all((tmp_path / "out" / "s" / link).stat().st_size > 100 for link in links)
+    for name in ("curves-metaworld", "curves-toy", "curves-aggregate", "aggregate-scores",
+                 "performance-profile", "improvement", "ablations-moto"):
+        assert {f"{name}.png", f"{name}.pdf"} <= links, name
+    for name in ("final", "datasets", "ablations-moto"):
+        assert {f"{name}.md", f"{name}.csv", f"{name}.tex"} <= links, name
+    # The runs behind each number are named.
+    assert "| metaworld/hammer | moto-no-bc | 0, 1 | `s/metaworld.hammer/moto-no-bc/seed0`<br>" \
+           "`s/metaworld.hammer/moto-no-bc/seed1` |" in report_md
+
+
+def test_the_final_table_bolds_the_best_and_counts_wins(tmp_path):
+    results = tmp_path / "results"
+    scores = {("a/one", "moto"): [0.9, 0.7], ("a/one", "sac"): [0.2, 0.4],
+              ("a/two", "moto"): [0.5, 0.5], ("a/two", "sac"): [0.5, 0.5],  # a tie
+              ("a/three", "moto"): [0.1, 0.3], ("a/three", "sac"): [0.6, 0.8]}
+    for (task, label), finals in scores.items():
+        for seed, value in enumerate(finals):
+            good_run(results, task, label, seed, success=[0.0, value, value, value])
+    report(results, tmp_path / "out", warn=lambda m: None)
+    markdown = (tmp_path / "out" / "s" / "final.md").read_text()
+    assert "| a/one | **0.80 ± 0.14** (2) | 0.30 ± 0.14 (2) |" in markdown
+    assert "| a/two | 0.50 ± 0.00 (2) | 0.50 ± 0.00 (2) |" in markdown  # all tie: none is best
+    assert "| a/three | 0.20 ± 0.14 (2) | **0.70 ± 0.14** (2) |" in markdown
+    assert "| *mean over tasks* | *0.50* | *0.50* |" in markdown
+    tex = (tmp_path / "out" / "s" / "final.tex").read_text()
+    assert r"a/one & \textbf{0.80 $\pm$ 0.14} (2) & 0.30 $\pm$ 0.14 (2) \\" in tex
+    report_md = (tmp_path / "out" / "s" / "report.md").read_text()
+    assert "- moto: best on 1/3 tasks\n- sac: best on 1/3 tasks" in report_md
+
+
+def capture_figures(monkeypatch):
     import matplotlib.pyplot as plt
 
-    figures = []
-    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure plot_curves draws
-    rows = [(task, algorithm, steps, 0.5)
-            for task, algorithms in (("a/one", ["bc", "sac"]), ("b/two", ["sac"]))
-            for algorithm in algorithms for steps in (0, 100)]
-    runs = pd.DataFrame(rows, columns=["task", "algorithm", "env_steps", "eval_success"])
-    plot_curves(runs, tmp_path / "curves.png")
-    (fig,) = figures
-    panels = fig.axes
-    sac_colours = [line.get_color() for ax in panels for line in ax.get_lines()
-                   if line.get_color() != panels[0].get_lines()[0].get_color()]
-    # bc is drawn only in the first panel; sac's colour must be the same in both panels,
-    # although it is the first (and only) algorithm of the second.
-    assert len(sac_colours) == 2 and sac_colours[0] == sac_colours[1]
-    assert all(ax.get_legend() is None for ax in panels)
-    (legend,) = fig.legends
-    assert [text.get_text() for text in legend.get_texts()] == ["bc", "sac"]
-    assert (tmp_path / "curves.png").stat().st_size > 5_000
+    figures = {}
+    original = plt.Figure.savefig
+
+    def keep(fig, path, *args, **kwargs):
+        figures[str(path).rsplit("/", 1)[-1].split(".")[0]] = fig
+        return original(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Figure, "savefig", keep)
+    return figures
+
+
+def test_metaworld_curves_are_a_2x5_grid_with_one_colour_per_algorithm(tmp_path, monkeypatch):
+    from harness.report.synthetic import paper_suite
+
+    results = tmp_path / "results"
+    paper_suite(results, tasks=10, algorithms=("moto", "sac", "bc"), seeds=2, online_steps=40_000)
+    figures = capture_figures(monkeypatch)
+    report(results, tmp_path / "out", reps=200, warn=lambda m: None)
+    fig = figures["curves-metaworld"]
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.has_data()]
+    assert len(panels) == 10
+    rows = sorted({round(ax.get_position().y0, 2) for ax in panels})
+    columns = sorted({round(ax.get_position().x0, 2) for ax in panels})
+    assert len(rows) == 2 and len(columns) == 5
+    assert [ax.get_title() for ax in panels] == [f"task-{i:02d}" for i in range(10)]
+    assert all(ax.get_legend() is None for ax in panels) and len(fig.legends) == 1
+    # One colour per algorithm across panels and figures; MOTO drawn thickest.
+    colour = {}
+    for name in ("curves-metaworld", "curves-aggregate", "performance-profile"):
+        for ax in figures[name].axes:
+            for line in ax.get_lines():
+                label = line.get_label()
+                if not label.startswith("_"):
+                    assert colour.setdefault(label, line.get_color()) == line.get_color()
+        legend = figures[name].legends[0]
+        names = [t.get_text() for t in legend.get_texts()]
+        assert names == ["moto", "sac", "bc"], name
+        widths = {n: h.get_linewidth() for n, h in zip(names, legend.legend_handles)}
+        assert widths["moto"] > widths["sac"] == widths["bc"]
+    assert_no_overlapping_text(figures["curves-metaworld"])
+
+
+def assert_no_overlapping_text(fig):
+    """Titles, axis labels, tick labels and legend entries never overlap one another."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)  # the figure was closed after saving: give it a canvas again
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    texts = [text for legend in fig.legends for text in legend.get_texts()]
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label]
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            texts += [tick.label1 for tick in axis.get_major_ticks()
+                      if low - 1e-9 <= tick.get_loc() <= high + 1e-9]  # ticks that are drawn
+    texts = [t for t in texts if t.get_visible() and t.get_text()]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            overlap = (min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0),
+                       min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0))
+            assert not (overlap[0] > 1 and overlap[1] > 1), f"{a!r} overlaps {b!r}"
+
+
+def test_kitchen_curves_show_success_and_objects_side_by_side(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    for task in ("kitchen/mixed", "kitchen/partial"):
+        for label in ("moto", "dreamerv2"):
+            for seed in range(2):
+                good_run(results, task, label, seed, success=[0.0, 0.0, 0.5, 1.0],
+                         objects=[0.5, 1.5, 2.5, 3.5 + seed * 0.5])
+    figures = capture_figures(monkeypatch)
+    report(results, tmp_path / "out", reps=200, warn=lambda m: None)
+    fig = figures["curves-kitchen"]
+    panels = [ax for ax in fig.axes if ax.has_data()]
+    assert [ax.get_title() for ax in panels] == ["mixed: success", "partial: success",
+                                                  "mixed: objects", "partial: objects"]
+    assert [ax.get_ylabel() for ax in panels[::2]] == ["success rate", "objects completed"]
+    moto_objects = panels[2].get_lines()[0]
+    assert moto_objects.get_ydata()[-1] == pytest.approx(3.75)  # mean of 3.5 and 4.0
+    assert_no_overlapping_text(fig)
+
+
+def test_report_of_nothing_is_a_clear_error(tmp_path, capsys):
+    assert main(["report", "--results", str(tmp_path / "none")]) == 2
+    assert "no runs to report" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path), "--final-evals", "0"]) == 2
+    assert "--final-evals must be >= 1" in capsys.readouterr().err
+
+
+def test_the_overlap_check_finds_overlapping_text():
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(3, 2))
+    left.set_title("a long title that runs into the next panel")
+    right.set_title("the next panel's title")
+    with pytest.raises(AssertionError, match="overlaps"):
+        assert_no_overlapping_text(fig)
+    plt.close(fig)

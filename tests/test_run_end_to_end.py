@@ -50,9 +50,10 @@ def test_smoke_like_suite_writes_every_file_and_reruns_skip_finished(tmp_path, c
                  "--set", "protocol.offline_steps=30"]) == 2
     assert "already finished with other settings (protocol differ" in capsys.readouterr().err
     assert main(["report", "--results", str(results)]) == 0
-    summary = pd.read_csv(results / "_report" / "t" / "summary.csv")
-    assert set(summary.task) == {"toy/reach", "metaworld/door-open"}
-    assert (results / "_report" / "t" / "curves.png").stat().st_size > 10_000
+    final = pd.read_csv(results / "_report" / "t" / "final.csv")
+    assert set(final.task) == {"toy/reach", "metaworld/door-open"} and (final.n == 1).all()
+    for family in ("toy", "metaworld"):
+        assert (results / "_report" / "t" / f"curves-{family}.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -129,10 +130,12 @@ def test_divergence_fails_the_run_with_step_and_metric_and_the_suite_goes_on(tmp
                  "--only", "seed=0", "--retry-failed"]) == 1
     kept = results / "t/toy.reach/nan-test/seed0/previous/attempt-1/status.json"
     assert json.loads(kept.read_text())["state"] == "failed"
-    # The report leaves failed runs out instead of averaging their last evaluation in.
-    with pytest.raises(Exception, match="no runs with metrics"):
-        from harness.report import load_runs
-        load_runs(results)
+    # The report leaves failed runs out of every number, and lists them with their state.
+    assert main(["report", "--results", str(results)]) == 0
+    report_md = (results / "_report" / "t" / "report.md").read_text()
+    assert "No run of this suite has finished yet" in report_md
+    assert "| `t/toy.reach/nan-test/seed0` | failed |" in report_md
+    assert not (results / "_report" / "t" / "final.csv").exists()
 
 
 @pytest.mark.slow
