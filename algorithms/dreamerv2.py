@@ -9,8 +9,8 @@ Per update, on a batch of real sequences:
 4. Actor pi(a|s): maximize the lambda-returns by backpropagating through the learned dynamics,
    reward head and target critic (only the actor's parameters change), plus entropy 1e-4.
 
-Differences from DreamerV2's code, ours: a tanh-Gaussian actor (the same head as MOTO's)
-instead of a truncated normal, entropy estimated as -log pi(a) of the imagined action, and no
+Differences from DreamerV2's code, ours: a tanh-Gaussian actor (the same head as MOTO's,
+DreamerV2's `tanh_normal` with std >= 0.1) instead of a truncated normal, entropy estimated as -log pi(a) of the imagined action, and no
 discount head (the benchmark's episodes end by time limit, never by termination).
 """
 
@@ -52,6 +52,8 @@ class Config:
     critic_lr: float = 8e-5
     eps: float = 1e-5  # Adam epsilon, actor and critic
     clip: float = 100.0  # gradient norm clip, actor and critic
+    weight_decay: float = 1e-6  # actor and critic: (1 - wd) per step (DreamerV2 actor_opt, critic_opt)
+    actor_min_std: float = 0.1  # lower bound of the actor's std (DreamerV2 actor.min_std)
     entropy: float = 1e-4  # actor entropy bonus (DreamerV2 dmc)
     target_update_every: int = 100  # updates between hard copies of the critic
     steps_per_call: int = 4  # ours: gradient steps per jitted update call

@@ -21,6 +21,7 @@ Q and pi read the new V, one step fresher (see docs/algorithms/model-free.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -65,9 +66,15 @@ def unit_gaussian_log_prob(mean, action) -> jax.Array:
 
 @dataclass(frozen=True)
 class Config(nets.Jaxrl2Config):
+    PRESETS: ClassVar[dict] = {
+        **nets.Jaxrl2Config.PRESETS,
+        # The co-author's jaxrl2 fork: the config its IQL trainers load sets expectile 0.5.
+        "coauthor": {"expectile": 0.5},
+    }
+
     discount: float = 0.99
     tau: float = 0.005  # Polyak rate of the target critic
-    expectile: float = 0.7  # jaxrl2's pixel config; the co-author's MetaWorld config used 0.5
+    expectile: float = 0.7  # jaxrl2's offline pixel config (`coauthor` preset: 0.5)
     inverse_temperature: float = 3.0  # beta of the advantage weights (jaxrl2 `A_scaling`)
     max_weight: float = 100.0  # clip of the advantage weights
 

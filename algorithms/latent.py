@@ -30,22 +30,46 @@ def world_model_config(preset: str, **overrides) -> WorldModelConfig:
 
 
 def clipped_adam(lr: float, eps: float, clip: float, weight_decay: float = 0.0):
-    """Adam(W) after clipping the global gradient norm (DreamerV2's optimizer)."""
-    return optax.chain(optax.clip_by_global_norm(clip),
-                       optax.adamw(lr, eps=eps, weight_decay=weight_decay))
+    """DreamerV2's optimizer: clip the global gradient norm, then Adam, and shrink every
+    parameter by (1 - weight_decay) per step, not scaled by the learning rate (DreamerV2's
+    `tfutils.Optimizer` multiplies each variable by (1 - wd) before applying Adam's update;
+    `optax.adamw` would multiply the decay by the learning rate: 1e-6 * 3e-4)."""
+    return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, eps=eps),
+                       shrink_weights(weight_decay))
+
+
+def shrink_weights(rate: float) -> optax.GradientTransformation:
+    """Adds -rate * params to the update: params_new = (1 - rate) * params + update."""
+
+    def update(updates, state, params):
+        if rate:
+            updates = jax.tree.map(lambda u, p: u - rate * p, updates, params)
+        return updates, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 class Actor(nn.Module):
-    """pi(a | s): ELU MLP on the model features -> tanh-squashed Gaussian (mean, log_std)."""
+    """pi(a | s): ELU MLP on the model features -> tanh-squashed Gaussian (mean, log_std).
+
+    Parameterized as DreamerV2's `tanh_normal`: mean = 5 tanh(x / 5), std = softplus(y) +
+    min_std. The std never falls below `min_std` (DreamerV2's actor.min_std = 0.1), so the
+    actor keeps exploring and keeps a usable gradient on a dimension whose demonstrations sit
+    at +-1: with an unbounded log-std, behaviour cloning on such actions drove the pre-tanh
+    mean to ~7 and the std to e^-10, where tanh's slope (~1e-6) stops every other loss.
+    """
 
     units: int
     layers: int
     action_dim: int
+    min_std: float = 0.1
 
     @nn.compact
     def __call__(self, features):
         hidden = nets.MLP((self.units,) * self.layers, activation="elu")(features)
-        return nets.TanhGaussianHead(self.action_dim)(hidden)
+        mean = 5.0 * jnp.tanh(nn.Dense(self.action_dim)(hidden) / 5.0)
+        std = jax.nn.softplus(nn.Dense(self.action_dim)(hidden)) + self.min_std
+        return mean, jnp.log(std)
 
 
 def feature_size(config: WorldModelConfig) -> int:
@@ -68,14 +92,14 @@ class LatentAgent(JittedAgent):
         """Sets up the model, actor, critic and optimizers; returns the initial parameters.
 
         `config` needs batch_size, sequence_length, steps_per_call, units, layers, actor_lr,
-        critic_lr, eps and clip; the critic is applied to `critic_inputs` arrays shaped like
-        (features, action)[:critic_inputs].
+        critic_lr, eps, clip, weight_decay and actor_min_std; the critic is applied to
+        `critic_inputs` arrays shaped like (features, action)[:critic_inputs].
         """
         self.config = config
         self.action_dim = action_space.shape[0]
         self.batch_spec = Sequences(config.sequence_length, config.batch_size, config.steps_per_call)
         self.model = WorldModel(model_config, self.action_dim, tuple(obs_space.shape))
-        self.actor = Actor(config.units, config.layers, self.action_dim)
+        self.actor = Actor(config.units, config.layers, self.action_dim, config.actor_min_std)
         self.critic = critic
         keys = jax.random.split(jax.random.PRNGKey(seed), 4)
         self._rng = keys[3]
@@ -86,8 +110,8 @@ class LatentAgent(JittedAgent):
         self.optimizers = {
             "model": clipped_adam(model_config.lr, model_config.eps, model_config.clip,
                                   model_config.weight_decay),
-            "actor": clipped_adam(config.actor_lr, config.eps, config.clip),
-            "critic": clipped_adam(config.critic_lr, config.eps, config.clip),
+            "actor": clipped_adam(config.actor_lr, config.eps, config.clip, config.weight_decay),
+            "critic": clipped_adam(config.critic_lr, config.eps, config.clip, config.weight_decay),
         }
         return params
 

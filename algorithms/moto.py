@@ -7,9 +7,9 @@ all with which values are the paper's and which are ours):
 1. World model: -log p(o) - log p(r) + balanced KL, one random prior member per step.
 2. Start from every posterior state of the batch (B*T starts, gradient stopped) and imagine
    H steps with a ~ pi(.|s); each next latent comes from one random ensemble member.
-3. Uncertainty (Eq. 2-3): u(s) = mean over the 32x32 logit entries of their standard
-   deviation across the M members, all computed from the same deterministic state;
-   r~ = r^ - alpha * u.
+3. Uncertainty (Eq. 2-3): u(s) = mean over the 32x32 entries of the members' normalized
+   logits (log-probabilities) of their standard deviation across the M members, all computed
+   from the same deterministic state; r~ = r^ - alpha * u.
 4. Value expansion (Eq. 5): V^h(s_t) = sum_{i<h} g^i r~_{t+i} + g^h min_j Q_j(s_{t+h}, pi(s_{t+h})),
    h = 0..H, and V^(s_t) = mean_h V^h(s_t).
 5. Actor (Eq. 6, 10): -V^ (backpropagated through dynamics, reward head and critics, whose
@@ -38,6 +38,15 @@ from algorithms.world_model import WorldModel, imagine
 
 # ---------------------------------------------------------------------------------------------
 # The equations, each a pure function with a known-answer test (tests/test_moto.py).
+
+
+def member_log_probs(member_logits: jax.Array) -> jax.Array:
+    """log-softmax over the classes: (M, ..., S, C) -> (M, ..., S, C).
+
+    A member's logits can carry an offset per categorical that softmax ignores and training
+    never removes; normalized, two members that predict the same distribution agree exactly.
+    """
+    return jax.nn.log_softmax(member_logits, axis=-1)
 
 
 def ensemble_disagreement(member_stats: jax.Array) -> jax.Array:
@@ -132,9 +141,13 @@ class Config:
     critic_lr: float = 8e-5  # (DreamerV2)
     eps: float = 1e-5  # Adam epsilon, actor and critic
     clip: float = 100.0  # gradient norm clip, actor and critic
+    weight_decay: float = 1e-6  # actor and critic: (1 - wd) per step (DreamerV2 actor_opt, critic_opt)
+    actor_min_std: float = 0.1  # lower bound of the actor's std (DreamerV2 actor.min_std)
     bc: bool = True  # ablation "No BC": false drops the filtered BC term
     uncertainty: bool = True  # ablation "No uncertainty": false sets alpha to 0 (u is still logged)
     normalize_value: bool = True  # ours: divide the value term by sg(mean |Q|) so beta is scale-free
+    disagreement_on: str = "log_probs"  # ours: u from log-softmax logits; "logits": raw logits
+    bc_action_limit: float = 0.99  # ours: BC targets clipped to +-this before atanh
     steps_per_call: int = 4  # ours: gradient steps per jitted update call
 
     def __post_init__(self):
@@ -142,6 +155,12 @@ class Config:
             raise ConfigError("moto.config.world_model_overrides: set the ensemble size with "
                               "moto's own 'ensemble' field.")
         world_model_config(self.world_model, **self.world_model_overrides)  # fails early if bad
+        if self.disagreement_on not in ("log_probs", "logits"):
+            raise ConfigError(f"moto.config.disagreement_on must be 'log_probs' or 'logits', got "
+                              f"{self.disagreement_on!r}.")
+        if not 0.0 < self.bc_action_limit < 1.0:
+            raise ConfigError(f"moto.config.bc_action_limit must be in (0, 1), got "
+                              f"{self.bc_action_limit}.")
 
 
 class QNetwork(nn.Module):
@@ -195,8 +214,9 @@ class Moto(LatentAgent):
 
     def _imagine(self, actor_params, model_params, start, key):
         """H steps from `start` (N states): features (N, H+1, F), actions (N, H+1, A) with
-        a_H ~ pi(s_H) for bootstrapping, their log pi (N, H+1), and the model rewards and
-        disagreement u of the H steps, (N, H) each."""
+        a_H ~ pi(s_H) for bootstrapping, their log pi (N, H+1), the model rewards and
+        disagreement u of the H steps, (N, H) each, and u's means to log (from raw and from
+        normalized logits)."""
         c = self.config
         rollout_key, last_key = jax.random.split(key)
         policy = self._policy(actor_params)
@@ -204,21 +224,27 @@ class Moto(LatentAgent):
                                              rollout_key)
         n = start["deter"].shape[0]
         features = WorldModel.features(flatten_time(states)).reshape(n, c.horizon + 1, -1)
-        last_action, last_log_prob = policy(features[:, -1], last_key)
+        last_action, last_log_prob = policy(jax.lax.stop_gradient(features[:, -1]), last_key)
         actions = jnp.concatenate([actions, last_action[:, None]], 1)
         log_probs = jnp.concatenate([log_probs, last_log_prob[:, None]], 1)
         reward = self.model.apply(model_params, features[:, 1:], method=WorldModel.reward)
         next_deter = states["deter"][:, 1:].reshape(n * c.horizon, states["deter"].shape[-1])
         members = self.model.apply(model_params, next_deter, method=WorldModel.ensemble_prior)
-        stats = members["logits"] if "logits" in members else members["mean"][..., None]
-        disagreement = ensemble_disagreement(stats).reshape(n, c.horizon)
-        return features, actions, log_probs, reward, disagreement
+        if "logits" in members:
+            raw = ensemble_disagreement(members["logits"]).reshape(n, c.horizon)
+            normalized = ensemble_disagreement(member_log_probs(members["logits"])).reshape(n, c.horizon)
+            disagreement = normalized if c.disagreement_on == "log_probs" else raw
+            logged = {"penalty_logits": raw.mean(), "penalty_log_probs": normalized.mean()}
+        else:
+            disagreement = ensemble_disagreement(members["mean"][..., None]).reshape(n, c.horizon)
+            logged = {}
+        return features, actions, log_probs, reward, disagreement, logged
 
     # -- losses ------------------------------------------------------------------------------
 
     def _actor_loss(self, actor_params, model_params, critic_params, start, real, key):
         c = self.config
-        features, actions, log_probs, reward, disagreement = self._imagine(
+        features, actions, log_probs, reward, disagreement, logged = self._imagine(
             actor_params, model_params, start, key)
         penalized = reward - self.alpha * disagreement
         bootstrap = self._min_q(critic_params, features, actions)  # (N, H+1)
@@ -230,7 +256,8 @@ class Moto(LatentAgent):
 
         real_features, real_actions, mask = real
         mean, log_std = self.actor.apply(actor_params, real_features)
-        bc_loss = masked_mean(-nets.tanh_gaussian_log_prob(mean, log_std, real_actions), mask)
+        targets = jnp.clip(real_actions, -c.bc_action_limit, c.bc_action_limit)
+        bc_loss = masked_mean(-nets.tanh_gaussian_log_prob(mean, log_std, targets), mask)
 
         loss = -value_term - c.entropy * entropy + self.beta * bc_loss
         metrics = {"actor_loss": loss, "actor_entropy": entropy, "bc_loss": bc_loss,
@@ -238,7 +265,7 @@ class Moto(LatentAgent):
                    **{f"value_h{h}": values[:, h].mean() for h in range(c.horizon + 1)}}
         if c.horizon > 0:
             metrics.update(penalty_mean=disagreement.mean(), penalty_max=disagreement.max(),
-                           model_reward=reward.mean())
+                           model_reward=reward.mean(), **logged)
         return loss, ((features, actions, penalized), metrics)
 
     def _critic_targets(self, target_critic, actor_params, imagined, real_next, key):

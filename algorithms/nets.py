@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from algorithms import conv
+
 
 def scan_updates(step, carry, xs):
     """`lax.scan(step, carry, xs)` over K gradient steps in one jitted call.
@@ -111,7 +113,7 @@ class PixelEncoder(nn.Module):
     def __call__(self, images_uint8):  # (B, H, W, C) uint8
         x = images_uint8.astype(jnp.float32) / 255.0
         for width in self.channels:
-            x = nn.relu(nn.Conv(width, (3, 3), strides=(2, 2), padding="VALID")(x))
+            x = nn.relu(conv.Conv(width, 3, stride=2)(x))
         x = x.reshape(x.shape[0], -1)
         return jnp.tanh(nn.LayerNorm()(nn.Dense(self.embed_dim)(x)))
 

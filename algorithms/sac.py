@@ -5,7 +5,7 @@ critics carry a leading axis of 2.
 
     critic:       L(phi)   = sum_j mean_B (Q_j(s, a) - y)^2 / 2,
                   y        = r + g (1 - terminal) (min_j Qbar_j(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')
-    actor:        L(theta) = mean_B ( alpha log pi(a~|s) - min_j Q_j(s, a~) ),                  a~ ~ pi(.|s)
+    actor:        L(theta) = mean_B ( alpha log pi(a~|s) - mean_j Q_j(s, a~) ),                 a~ ~ pi(.|s)
     temperature:  L(alpha) = alpha * mean_B ( -log pi(a~|s) - H_target )
 
 DrQ-style agent (jaxrl2 settings): one D4PG encoder shared by actor and critic, trained by the
@@ -46,9 +46,10 @@ def twin_critic_loss(q, target) -> jax.Array:
     return 0.5 * jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=-1))
 
 
-def actor_loss(q_min, log_prob, temperature) -> jax.Array:
-    """mean(alpha log pi(a~|s) - min_j Q_j(s, a~)): q_min, log_prob (B,) -> ()."""
-    return jnp.mean(jax.lax.stop_gradient(temperature) * log_prob - q_min)
+def actor_loss(q, log_prob, temperature) -> jax.Array:
+    """mean(alpha log pi(a~|s) - Q(s, a~)) with Q the mean of the twin critics (jaxrl2's actor
+    updaters; the min is for the critic's target only): q, log_prob (B,) -> ()."""
+    return jnp.mean(jax.lax.stop_gradient(temperature) * log_prob - q)
 
 
 def temperature_loss(temperature, log_prob, target_entropy: float) -> jax.Array:
@@ -189,9 +190,11 @@ class SAC(FrameStackAgent):
         """Actor and temperature losses, with the critic fixed; `critic_embed` carries no gradient."""
         embed = self._actor_embed(policy_params, obs, critic_embed)
         action, log_prob = self._policy_sample(policy_params["actor"], embed, key)
-        q_min = self.critic.apply(critic_params, critic_embed, action).min(0)
+        # The mean of the twin Q values, as jaxrl2's SAC and CQL actor updaters
+        # (`q = qs.mean(axis=0)`); the min is for the critic's target only.
+        q_mean = self.critic.apply(critic_params, critic_embed, action).mean(0)
         temperature = jnp.exp(policy_params["log_temperature"])
-        a_loss = actor_loss(q_min, log_prob, temperature)
+        a_loss = actor_loss(q_mean, log_prob, temperature)
         t_loss = temperature_loss(temperature, log_prob, self.target_entropy)
         return a_loss + t_loss, {"actor_loss": a_loss, "temperature": temperature,
                                  "entropy": -log_prob.mean(), "temperature_loss": t_loss}

@@ -159,3 +159,100 @@ def report_bench(tasks: int = 10, labels: int = 10, seeds: int = 5) -> dict:
         files = len(list((Path(tmp) / "report" / "synthetic").iterdir()))
     return {"runs": len(runs), "rows_per_run": 126, "report_s": report_s, "files": files,
             "write_s": write_s}
+
+
+ENCODER_DECODER_COLUMNS = [("framework", "framework", ""), ("frames", "frames", "d"),
+                           ("seconds", "seconds", ".2f"), ("GFLOP/s", "gflops", ".1f")]
+
+
+def _encoder_decoder_flops(frames: int, depth: int = 48) -> float:
+    """Forward multiply-adds x2 of the world model's convolutions (the MLPs are left out),
+    times 3 for forward and backward."""
+    flops, size, channels = 0, 64, 3
+    for mult in (1, 2, 4, 8):
+        out = (size - 4) // 2 + 1
+        flops += out * out * 16 * channels * depth * mult
+        size, channels = out, depth * mult
+    size, channels = 1, 32 * depth
+    for features, kernel in ((4 * depth, 5), (2 * depth, 5), (depth, 6), (3, 6)):
+        flops += size * size * kernel * kernel * channels * features
+        size, channels = (size - 1) * 2 + kernel, features
+    return 3 * 2 * flops * frames
+
+
+def jax_encoder_decoder(frames: int = 800, repeats: int = 2) -> dict:
+    """Seconds for one forward and backward pass of the world model's `paper` encoder and
+    decoder (depth 48, MLPs 4 x 400) on `frames` 64x64 images, as the world model trains them."""
+    import jax
+    import jax.numpy as jnp
+
+    from algorithms.world_model import ConvDecoder, ConvEncoder
+
+    encoder, decoder = ConvEncoder(48, 400, 4), ConvDecoder(48, 400, 4)
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (frames, 64, 64, 3), dtype=np.uint8))
+    features = jnp.asarray(rng.normal(size=(frames, 2048)), jnp.float32)
+    key = jax.random.PRNGKey(0)
+    params = (encoder.init(key, images[:1]), decoder.init(key, features[:1]))
+
+    def loss(params, images, features):
+        embed = encoder.apply(params[0], images)
+        prediction = decoder.apply(params[1], features.at[:, :embed.shape[-1]].add(embed))
+        return jnp.mean((prediction - images.astype(jnp.float32) / 255.0 + 0.5) ** 2)
+
+    grad = jax.jit(jax.grad(loss))
+    jax.block_until_ready(grad(params, images, features))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(grad(params, images, features))
+    seconds = (time.perf_counter() - start) / repeats
+    return {"framework": f"jax {jax.__version__}", "frames": frames, "seconds": seconds,
+            "gflops": _encoder_decoder_flops(frames) / seconds / 1e9}
+
+
+def torch_encoder_decoder(frames: int = 800, repeats: int = 2, dtype: str = "float32") -> dict | None:
+    """The same network and pass in PyTorch (None if torch is not installed: it is the
+    optional `bench` extra): the reference a PyTorch user would get on this machine."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from torch import nn
+
+    depth, units = 48, 400
+
+    def mlp(inputs):
+        layers = []
+        for i in range(4):
+            layers += [nn.Linear(inputs if i == 0 else units, units), nn.ELU()]
+        return layers
+
+    encoder = nn.Sequential(
+        nn.Conv2d(3, depth, 4, 2), nn.ELU(), nn.Conv2d(depth, 2 * depth, 4, 2), nn.ELU(),
+        nn.Conv2d(2 * depth, 4 * depth, 4, 2), nn.ELU(), nn.Conv2d(4 * depth, 8 * depth, 4, 2),
+        nn.ELU(), nn.Flatten(), *mlp(8 * depth * 4))
+    decoder = nn.Sequential(
+        *mlp(2048), nn.Linear(units, 32 * depth), nn.Unflatten(1, (32 * depth, 1, 1)),
+        nn.ConvTranspose2d(32 * depth, 4 * depth, 5, 2), nn.ELU(),
+        nn.ConvTranspose2d(4 * depth, 2 * depth, 5, 2), nn.ELU(),
+        nn.ConvTranspose2d(2 * depth, depth, 6, 2), nn.ELU(), nn.ConvTranspose2d(depth, 3, 6, 2))
+    kind = getattr(torch, dtype)
+    encoder, decoder = encoder.to(kind), decoder.to(kind)
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (frames, 3, 64, 64), dtype=np.uint8))
+    features = torch.from_numpy(rng.normal(size=(frames, 2048)).astype(np.float32)).to(kind)
+
+    def step():
+        target = images.to(kind) / 255.0 - 0.5
+        embed = encoder(target)
+        inputs = torch.cat([features[:, :units] + embed, features[:, units:]], 1)
+        loss = ((decoder(inputs) - target) ** 2).mean()
+        loss.backward()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    seconds = (time.perf_counter() - start) / repeats
+    return {"framework": f"torch {torch.__version__} {dtype}", "frames": frames,
+            "seconds": seconds, "gflops": _encoder_decoder_flops(frames) / seconds / 1e9}

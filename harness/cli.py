@@ -184,6 +184,18 @@ def cmd_bench(args) -> int:
         print("gradient updates/s on 64x64 pixel batches (replay sampling included):")
         print(bench.table(rows, bench.UPDATE_COLUMNS))
         print(f"replay: {rows[0]['replay_bytes_per_step']:.0f} bytes per stored step")
+    if args.only in (None, "network"):
+        rows = [bench.jax_encoder_decoder(args.frames)]
+        for dtype in ("float32", "bfloat16"):
+            row = bench.torch_encoder_decoder(args.frames, dtype=dtype)
+            if row is None:
+                print("torch is not installed (the optional `bench` extra): no PyTorch reference")
+                break
+            rows.append(row)
+        figures["network"] = rows
+        print(f"world model `paper` encoder + decoder, forward and backward on {args.frames} "
+              "64x64 frames (convolution GFLOP/s):")
+        print(bench.table(rows, bench.ENCODER_DECODER_COLUMNS), flush=True)
     if args.only in (None, "report"):
         figures["report"] = bench.report_bench()
         r = figures["report"]
@@ -255,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="throughput figures for this machine")
     bench.add_argument("--tasks", nargs="+", default=["door-open"])
     bench.add_argument("--steps", type=int, default=400, help="rendered steps per measurement")
-    bench.add_argument("--only", choices=["render", "updates", "report"],
+    bench.add_argument("--only", choices=["render", "updates", "network", "report"],
                        help="one part of the bench")
+    bench.add_argument("--frames", type=int, default=800,
+                       help="network: frames per pass (DreamerV2's batch: 16 x 50 = 800)")
     bench.add_argument("--algorithms", nargs="+", help="algorithms to time (default: all)")
     bench.add_argument("--update-calls", type=int, default=5,
                        help="timed update calls per algorithm and preset")

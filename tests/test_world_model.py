@@ -7,7 +7,7 @@ import pytest
 
 from algorithms.base import make_config
 from algorithms.returns import lambda_returns
-from algorithms.world_model import (UpConv, WorldModel, WorldModelConfig, balanced_kl_loss,
+from algorithms.world_model import (WorldModel, WorldModelConfig, balanced_kl_loss,
                                     categorical_kl, gaussian_kl, observe, imagine,
                                     straight_through_sample, world_model_loss)
 
@@ -28,23 +28,6 @@ def build(preset="debug", **overrides):
 def softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-
-
-@pytest.mark.parametrize("kernel", [5, 6])
-def test_upconv_is_a_transposed_convolution(kernel):
-    """out[2i + j] += x[i] @ w[j] on both axes, written as loops over the input pixels."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
-    layer = UpConv(5, kernel)
-    params = layer.init(jax.random.PRNGKey(0), x)
-    w, b = np.asarray(params["params"]["kernel"]), np.asarray(params["params"]["bias"]) + 0.5
-    params = {"params": {"kernel": w, "bias": b}}
-    size = 3 * 2 + kernel
-    expected = np.zeros((2, size, size, 5)) + b
-    for i in range(4):
-        for j in range(4):
-            expected[:, 2 * i:2 * i + kernel, 2 * j:2 * j + kernel] += np.einsum("bc,klco->bklo", x[:, i, j], w)
-    np.testing.assert_allclose(np.asarray(layer.apply(params, x)), expected, atol=1e-4)
 
 
 def test_lambda_returns_match_a_hand_computed_case_and_a_loop():
