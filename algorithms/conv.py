@@ -1,8 +1,8 @@
 """Convolutions written as patches times a kernel matrix, for XLA:CPU.
 
 XLA:CPU runs the convolutions that autodiff generates for a convolution's gradients (reversed
-kernels, dilated inputs, odd dimension orders) as plain loops: the world model's encoder and
-decoder ran at ~1% of this CPU's matrix-multiply speed, and no XLA flag changes that. Written
+kernels, dilated inputs, odd dimension orders) slowly: the world model's encoder and decoder
+ran at about 7.5 GFLOP/s here, 2% of what NumPy's sgemm reaches on the same 2 cores. Written
 as slices, a concatenation and one matrix multiply, a convolution's gradients are slices,
 pads and matrix multiplies too, which XLA:CPU runs at full speed.
 
