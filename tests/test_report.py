@@ -188,14 +188,13 @@ def test_metaworld_curves_are_a_2x5_grid_with_one_colour_per_algorithm(tmp_path,
     for name in ("curves-metaworld", "curves-aggregate", "performance-profile"):
         for ax in figures[name].axes:
             for line in ax.get_lines():
-                label = line.get_label()
-                if not label.startswith("_"):
-                    assert colour.setdefault(label, line.get_color()) == line.get_color()
+                assert colour.setdefault(line.get_label(), line.get_color()) == line.get_color()
         legend = figures[name].legends[0]
         names = [t.get_text() for t in legend.get_texts()]
         assert names == ["moto", "sac", "bc"], name
         widths = {n: h.get_linewidth() for n, h in zip(names, legend.legend_handles)}
         assert widths["moto"] > widths["sac"] == widths["bc"]
+    assert set(colour) == {"moto", "sac", "bc"} and len(set(colour.values())) == 3
     assert_no_overlapping_text(figures["curves-metaworld"])
 
 
@@ -257,3 +256,21 @@ def test_the_overlap_check_finds_overlapping_text():
     with pytest.raises(AssertionError, match="overlaps"):
         assert_no_overlapping_text(fig)
     plt.close(fig)
+
+
+def test_include_unfinished_draws_running_runs_up_to_the_step_they_reached(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    good_run(results, seed=0, success=(0.0, 0.2, 0.4, 0.6))
+    running = good_run(results, seed=1, success=(0.0, 1.0, 1.0, 1.0), state="running")
+    lines = (running / "metrics.csv").read_text().splitlines(keepends=True)
+    (running / "metrics.csv").write_text("".join(lines[:3]))  # reached step 400 only
+    figures = capture_figures(monkeypatch)
+    report(results, tmp_path / "out", reps=200, include_unfinished=True, warn=lambda m: None)
+    (line,) = [l for ax in figures["curves-metaworld"].axes for l in ax.get_lines()
+               if l.get_label() == "bc"]
+    np.testing.assert_allclose(line.get_ydata()[:2], [0.0, 0.6])   # both runs: (0.2 + 1.0) / 2
+    np.testing.assert_allclose(line.get_ydata()[2:], [0.4, 0.6])   # the finished run alone
+    final = pd.read_csv(tmp_path / "out" / "s" / "final.csv")
+    assert final.n.tolist() == [1]                                  # never in a table
+    assert "drawn in the curves up to the steps they reached" in (
+        tmp_path / "out" / "s" / "report.md").read_text()

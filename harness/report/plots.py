@@ -83,7 +83,7 @@ def curve_panels(panels: list[tuple[str, str, dict]], colour_of: dict, stem: Pat
         for label in order(curves):
             curve = curves[label]
             (handles[label],) = ax.plot(curve.steps, curve.mean, color=colour_of[label],
-                                        **_style(label))
+                                        label=label, **_style(label))
             band = curve.runs >= 2
             if band.any():
                 ax.fill_between(curve.steps, curve.low, curve.high, where=band,
@@ -150,7 +150,8 @@ def profile_panel(curves: dict, taus: np.ndarray, stem: Path, colour_of: dict) -
     handles = {}
     for label in order(curves):
         point, low, high = curves[label]
-        (handles[label],) = ax.plot(taus, point, color=colour_of[label], **_style(label))
+        (handles[label],) = ax.plot(taus, point, color=colour_of[label], label=label,
+                                    **_style(label))
         ax.fill_between(taus, low, high, color=colour_of[label], alpha=0.15, linewidth=0)
     ax.set_xlabel(r"final success $\tau$", fontsize=9)
     ax.set_ylabel(r"fraction of runs with score $> \tau$", fontsize=9)
