@@ -14,9 +14,9 @@ the same batches, actions, episodes and CSV rows. Checkpoints are taken every
 `checkpoint.every_minutes`, at the end of the offline phase, and when a stop is requested (a
 signal, a preemption, the launcher gone): then the run saves, says `interrupted`, and returns.
 
-`execute` resumes a run whose checkpoint was made under the same spec; an unfinished attempt
-without a usable checkpoint is moved to `previous/attempt-N/` (nothing is deleted) and the run
-starts over.
+`execute` resumes a run whose checkpoint was made under the same spec and whose agent state
+has the layout this code builds; an unfinished attempt without such a checkpoint is moved to
+`previous/attempt-N/` (nothing is deleted) and the run starts over.
 """
 
 from __future__ import annotations
@@ -158,6 +158,9 @@ class _Run:
         for episode in dataset:
             self.replay.add_episode(episode, offline=True)
         self.sample_rng = np.random.default_rng([spec.seed, 7])
+        if resume is not None and _layout(resume["agent"]) != _layout(self.agent.state_dict()):
+            raise StaleCheckpoint("its agent state has another layout than this code's (the "
+                                  "checkpoint was made by an older version of the algorithm)")
         if resume is None:
             self._write_config(config, manifest, dataset)
             self.metrics = CsvLog(run_dir / "metrics.csv", METRICS_COLUMNS)
@@ -374,6 +377,18 @@ def _set_aside_previous_attempt(run_dir: Path) -> None:
         shutil.move(str(path), target / path.name)
 
 
+class StaleCheckpoint(Exception):
+    """A checkpoint this code cannot continue from; the run starts over."""
+
+
+def _layout(tree) -> tuple:
+    """The structure, shapes and dtypes of a pytree: what must match to resume."""
+    import jax
+
+    leaves, structure = jax.tree.flatten(tree)
+    return structure, tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves)
+
+
 def _resumable_checkpoint(spec: RunSpec, run_dir: Path) -> dict | None:
     """The run's checkpoint if it was made under this very spec, else None."""
     try:
@@ -441,7 +456,13 @@ def execute(spec: RunSpec, results_dir: Path, data_dir: Path, show_progress: boo
             _set_aside_previous_attempt(run_dir)
         status.set("running", progress={"phase": "starting"})
         threading.Thread(target=_heartbeat, args=(status, stop, done), daemon=True).start()
-        run = _Run(spec, run_dir, data_dir, status, stop, resume, show_progress)
+        try:
+            run = _Run(spec, run_dir, data_dir, status, stop, resume, show_progress)
+        except StaleCheckpoint as err:  # keep the old attempt, start over
+            print(f"  {spec.run_id}: checkpoint unusable ({err}); starting over, the old attempt "
+                  "kept in previous/", file=sys.stderr, flush=True)
+            _set_aside_previous_attempt(run_dir)
+            run = _Run(spec, run_dir, data_dir, status, stop, None, show_progress)
         run()
         run.status("finished", wall_time=time.perf_counter() - run.start)
         if not spec.checkpoint.keep:

@@ -74,6 +74,27 @@ def test_killed_run_resumes_to_the_same_csvs(tmp_path, monkeypatch, reference, f
 
 
 @pytest.mark.slow
+def test_a_checkpoint_from_other_code_starts_the_run_over_and_keeps_the_old_attempt(
+        tmp_path, monkeypatch, reference):
+    import pickle
+
+    path, results = suite(tmp_path, every_minutes=0), tmp_path / "r"
+    monkeypatch.setenv("MOTO_HARNESS_FAULT", "update:4")  # the worker SIGKILLs itself there
+    assert main(["run", str(path), "--results", str(results)]) == 1
+    monkeypatch.delenv("MOTO_HARNESS_FAULT")
+    state_path = results / RUN / "checkpoint" / "state.pkl"
+    state = pickle.loads(state_path.read_bytes())
+    params = state["agent"]["train"]["params"]["params"]
+    params["renamed"] = params.pop(sorted(params)[0])  # as if a layer had another name
+    state_path.write_bytes(pickle.dumps(state))
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
+    assert tree.read_status(results / RUN)["state"] == "finished"
+    assert (results / RUN / "previous" / "attempt-1" / "checkpoint" / "state.pkl").exists()
+    metrics, train = csvs(results)
+    pd.testing.assert_frame_equal(metrics, reference[0])
+
+
+@pytest.mark.slow
 def test_sigterm_and_ctrl_c_stop_workers_at_a_safe_point_and_resume(tmp_path, data_dir):
     """The launcher's SIGTERM, then Ctrl-C to the whole process group (as a terminal sends it),
     then SIGKILL of the launcher: each leaves resumable `interrupted` runs and no worker."""
