@@ -15,8 +15,8 @@ pads and matrix multiplies too, which XLA:CPU runs at full speed.
 
 Both take (B, H, W, C) inputs and (k, k, C, F) kernels (HWIO, as `flax.linen.Conv`), and equal
 `jax.lax.conv_general_dilated` / `conv_transpose` to float rounding (tests/test_conv.py checks
-values and gradients). On accelerators, where the library convolutions are fast, the layers
-below use `jax.lax` instead (`use_patches`).
+values and gradients). On accelerators, where the library convolutions are fast, both use
+`jax.lax` instead (`use_patches`).
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
     (31×31×32 -> 64), against 0.327 s for `lax.conv`.
     """
     k, _, c, f = kernel.shape
+    if not use_patches():
+        return jax.lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if stride != 2 or k % 2:
         return _patches(x, k, stride) @ kernel.reshape(k * k * c, f)
     out_h, out_w = (x.shape[1] - k) // 2 + 1, (x.shape[2] - k) // 2 + 1
@@ -107,9 +110,16 @@ def conv_transpose2d(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     return y[:, :(n - 1) * s + k, :(m - 1) * s + k]
 
 
+def _kernel_and_bias(module: nn.Module, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A (k, k, C, F) kernel and an (F,) bias, named and initialized as `flax.linen.Conv`'s."""
+    k = module.kernel_size
+    kernel = module.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], module.features))
+    return kernel, module.param("bias", nn.initializers.zeros, (module.features,))
+
+
 class Conv(nn.Module):
     """A VALID convolution layer with bias; the parameters of `flax.linen.Conv` (same names,
-    shapes and initializers), computed by `conv2d` on CPU."""
+    shapes and initializers), computed by `conv2d`."""
 
     features: int
     kernel_size: int
@@ -117,15 +127,8 @@ class Conv(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        k = self.kernel_size
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        if use_patches():
-            y = conv2d(x, kernel, self.stride)
-        else:
-            y = jax.lax.conv_general_dilated(x, kernel, (self.stride,) * 2, "VALID",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + bias
+        kernel, bias = _kernel_and_bias(self, x)
+        return conv2d(x, kernel, self.stride) + bias
 
 
 class ConvTranspose(nn.Module):
@@ -137,7 +140,5 @@ class ConvTranspose(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        k = self.kernel_size
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features))
-        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        kernel, bias = _kernel_and_bias(self, x)
         return conv_transpose2d(x, kernel, self.stride) + bias

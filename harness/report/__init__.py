@@ -63,7 +63,7 @@ class SuiteReport:
             final = agg.final_scores(evaluations, self.final_evals)
             table = agg.per_task(final)
             self._final_table(table)
-            self._curves(finished)
+            self._curves(finished, evaluations)
             self._aggregates(final, sorted(table.task.unique()))
             self._ablations(final)
             self._datasets(finished)
@@ -100,9 +100,9 @@ class SuiteReport:
                           "bold. " + _links(paths), "", markdown,
                           *[f"- {line}" for line in tables.best_counts(table)], ""]
 
-    def _curves(self, finished: list[Run]) -> None:
-        runs = finished + (self.loaded.unfinished() if self.include_unfinished else [])
-        evaluations = self.loaded.evaluations(runs)
+    def _curves(self, finished: list[Run], evaluations: pd.DataFrame) -> None:
+        if self.include_unfinished:
+            evaluations = self.loaded.evaluations(finished + self.loaded.unfinished())
         success = agg.task_curves(evaluations, "eval_success", self.reps)
         objects = {}
         if "eval_objects" in evaluations and evaluations.eval_objects.notna().any():

@@ -11,7 +11,7 @@ import pandas as pd
 from harness.report.plots import order
 
 
-def _cell(mean: float, std: float, n: int) -> str:
+def _cell(mean: float, std: float) -> str:
     spread = "–" if math.isnan(std) else f"{std:.2f}"
     return f"{mean:.2f} ± {spread}"
 
@@ -55,7 +55,7 @@ def score_table(table: pd.DataFrame, stem: Path, caption: str) -> tuple[str, lis
                     row.append(None)
                     continue
                 c = cells.loc[(task, label)]
-                row.append((_cell(c["mean"], c["std"], int(c["n"])), label in best[task], int(c["n"])))
+                row.append((_cell(c["mean"], c["std"]), label in best[task], int(c["n"])))
             yield task, row
 
     def md_cell(entry):
