@@ -111,8 +111,9 @@ class PixelEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, images_uint8):  # (B, H, W, C) uint8
-        x = images_uint8.astype(jnp.float32) / 255.0
-        for width in self.channels:
+        # The first layer sees x / 255, computed without a float copy of the images.
+        x = nn.relu(conv.Conv(self.channels[0], 3, stride=2, input_scale=1 / 255)(images_uint8))
+        for width in self.channels[1:]:
             x = nn.relu(conv.Conv(width, 3, stride=2)(x))
         x = x.reshape(x.shape[0], -1)
         return jnp.tanh(nn.LayerNorm()(nn.Dense(self.embed_dim)(x)))

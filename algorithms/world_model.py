@@ -158,8 +158,10 @@ class ConvEncoder(nn.Module):
     @nn.compact
     def __call__(self, obs_uint8):  # (..., 64, 64, 3) uint8 -> (..., units)
         lead = obs_uint8.shape[:-3]
-        x = obs_uint8.reshape((-1,) + obs_uint8.shape[-3:]).astype(jnp.float32) / 255.0 - 0.5
-        for mult in (1, 2, 4, 8):
+        x = obs_uint8.reshape((-1,) + obs_uint8.shape[-3:])
+        # The first layer sees x / 255 - 0.5, computed without a float copy of the images.
+        x = nn.elu(conv.Conv(self.depth, 4, stride=2, input_scale=1 / 255, input_offset=-0.5)(x))
+        for mult in (2, 4, 8):
             x = nn.elu(conv.Conv(self.depth * mult, 4, stride=2)(x))
         x = x.reshape(x.shape[0], -1)
         x = nets.MLP((self.units,) * self.layers, activation="elu")(x)

@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.allocator import keep_freed_memory
+
+    keep_freed_memory()  # before JAX starts its threads
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -67,9 +67,11 @@ class RunJob(submitit.helpers.Checkpointable):
 
 def execute_spec(spec: dict, results, data_dir, stop=None, show_progress: bool = True) -> str:
     from harness import jaxcache
+    from harness.allocator import keep_freed_memory
     from harness.run import execute
     from harness.suite import RunSpec
 
+    keep_freed_memory()  # a fresh worker process: before JAX starts its threads
     jaxcache.enable()
     return execute(RunSpec.from_dict(spec), Path(results), Path(data_dir), show_progress, stop)
 

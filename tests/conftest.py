@@ -5,6 +5,9 @@ import pytest
 import submitit  # noqa: F401
 
 from harness import jaxcache
+from harness.allocator import keep_freed_memory
+
+keep_freed_memory()  # as the harness's processes do (harness/allocator.py)
 
 # Tests build the same agents many times over: compile each program once per machine.
 jaxcache.enable()

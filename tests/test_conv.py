@@ -94,3 +94,24 @@ def test_layers_match_flax_conv_on_both_paths(monkeypatch, patches):
     w, b = params["params"]["kernel"], params["params"]["bias"]
     np.testing.assert_allclose(layer.apply(params, y), loop_conv_transpose(np.asarray(y), np.asarray(w), 2)
                                + np.asarray(b), atol=1e-4)
+
+
+@pytest.mark.parametrize("patches", [True, False])
+@pytest.mark.parametrize("k, stride, scale, offset", [(3, 2, 1 / 255, 0.0), (4, 2, 1 / 255, -0.5)])
+def test_uint8_input_with_a_folded_affine_map(monkeypatch, patches, k, stride, scale, offset):
+    """A first layer on uint8 images with input_scale/offset computes, values and gradients,
+    what nn.Conv computes on the float images x * scale + offset (the D4PG encoder's x / 255,
+    the world model's x / 255 - 0.5)."""
+    monkeypatch.setattr(conv, "use_patches", lambda: patches)
+    images = jnp.asarray(RNG.integers(0, 256, size=(3, 20, 20, 6)), jnp.uint8)
+    ours = conv.Conv(5, k, stride=stride, input_scale=scale, input_offset=offset)
+    theirs = nn.Conv(5, (k, k), strides=(stride, stride), padding="VALID")
+    params = jax.tree.map(lambda p: p + 0.1, ours.init(jax.random.PRNGKey(0), images))
+    floats = images.astype(jnp.float32) * scale + offset
+
+    def loss(module, x):
+        return lambda p: jnp.sum(jnp.sin(module.apply(p, x)))
+
+    np.testing.assert_allclose(ours.apply(params, images), theirs.apply(params, floats), atol=1e-5)
+    ours_grad, theirs_grad = jax.grad(loss(ours, images))(params), jax.grad(loss(theirs, floats))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), ours_grad, theirs_grad)
