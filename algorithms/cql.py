@@ -1,6 +1,6 @@
 """CQL (Kumar et al., 2020) from pixels, as the paper's model-free baseline (jaxrl2 settings).
 
-SAC's critic, actor and temperature losses (`algorithms.sac`), without the entropy term in the
+SAC's agent and its critic, actor and temperature losses (`algorithms.actor_critic`), without the entropy term in the
 backup, plus a conservative regularizer on the critics, averaged over the two like the
 Bellman error:
 
@@ -24,26 +24,8 @@ import jax
 import jax.numpy as jnp
 
 from algorithms import nets, sac
+from algorithms.actor_critic import conservative_penalty
 from algorithms.base import register
-
-
-def importance_weighted_logsumexp(q_random, q_policy, policy_log_prob, action_dim: int):
-    """logsumexp over the 2N sampled actions of Q - log mu: (2, N, B) x 2 -> (2, B)."""
-    uniform_log_density = -action_dim * jnp.log(2.0)  # Uniform[-1, 1]^A
-    weighted = jnp.concatenate([q_random - uniform_log_density,
-                                q_policy - jax.lax.stop_gradient(policy_log_prob)], axis=1)
-    return jax.nn.logsumexp(weighted, axis=1)
-
-
-def conservative_penalty(q_random, q_policy, policy_log_prob, q_data, action_dim: int) -> jax.Array:
-    """mean_j mean_B [logsumexp_k(Q_j(s, a_k) - log mu(a_k)) - Q_j(s, a_data)], before alpha_cql.
-
-    q_random (2, N, B): Q at uniform actions in [-1, 1]^A (A = `action_dim`); q_policy
-    (2, N, B): Q at policy samples whose log pi is `policy_log_prob` (N, B), a constant here;
-    q_data (2, B): Q at the dataset's actions. Returns ().
-    """
-    logsumexp = importance_weighted_logsumexp(q_random, q_policy, policy_log_prob, action_dim)
-    return jnp.mean(logsumexp - q_data)
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import optax
 
 from algorithms import nets
+from algorithms.actor_critic import TwinQ, polyak, twin_critic_loss
 from algorithms.agent import FrameStackAgent
 from algorithms.base import ConfigError, Transitions, register
-from algorithms.sac import TwinQ, jaxrl2_optimizer, twin_critic_loss
 
 
 def expectile_loss(diff, expectile: float) -> jax.Array:
@@ -117,7 +117,7 @@ class IQL(FrameStackAgent):
         params = {name: {"encoder": self.encoder.init(keys[i], obs),
                          "head": self.heads[name].init(keys[3 + i], *head_inputs[name])}
                   for i, name in enumerate(("actor", "critic", "value"))}
-        self.optimizer = jaxrl2_optimizer(config.lr, total_updates, ("actor",))
+        self.optimizer = nets.jaxrl2_optimizer(config.lr, total_updates, ("actor",))
         self._train = {"params": params, "target_critic": jax.tree.map(jnp.copy, params["critic"]),
                        "opt": self.optimizer.init(params)}
 
@@ -161,8 +161,7 @@ class IQL(FrameStackAgent):
         grads = {"value": value_grads, "critic": critic_grads, "actor": actor_grads}
         updates, opt = self.optimizer.update(grads, train["opt"], params)
         params = optax.apply_updates(params, updates)
-        target_critic = jax.tree.map(lambda new, old: c.tau * new + (1.0 - c.tau) * old,
-                                     params["critic"], train["target_critic"])
+        target_critic = polyak(params["critic"], train["target_critic"], c.tau)
         return ({"params": params, "target_critic": target_critic, "opt": opt},
                 {**value_metrics, **critic_metrics, **actor_metrics})
 

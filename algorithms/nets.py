@@ -13,6 +13,7 @@ from typing import ClassVar, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from algorithms import conv
 
@@ -81,6 +82,15 @@ class Jaxrl2Config:
     steps_per_call: int = 10  # ours: gradient steps per jitted update call
 
 
+def jaxrl2_optimizer(lr: float, total_updates: int, actor_keys: tuple[str, ...]):
+    """Adam at `lr` for every parameter; the actor's rate decays to 0 by a cosine over all
+    updates, the others stay constant (jaxrl2 decays only `actor_lr`). `actor_keys` name the
+    top-level parameter entries that belong to the actor."""
+    actor = optax.adam(optax.cosine_decay_schedule(lr, max(total_updates, 1)))
+    labels = lambda params: {k: "actor" if k in actor_keys else "rest" for k in params}
+    return optax.multi_transform({"actor": actor, "rest": optax.adam(lr)}, labels)
+
+
 class MLP(nn.Module):
     hidden_dims: Sequence[int]
     activation: str = "relu"
@@ -97,10 +107,11 @@ class ScalarHead(nn.Module):
     """MLP -> Dense(1), squeezed: a value or one Q function. (..., D) -> (...)."""
 
     hidden_dims: Sequence[int]
+    activation: str = "relu"
 
     @nn.compact
     def __call__(self, x):
-        return nn.Dense(1)(MLP(self.hidden_dims)(x))[..., 0]
+        return nn.Dense(1)(MLP(self.hidden_dims, self.activation)(x))[..., 0]
 
 
 class PixelEncoder(nn.Module):

@@ -1,7 +1,7 @@
 """SAC (Haarnoja et al., 2018), DrQ-style from pixels, as the paper's model-free baseline (jaxrl2).
 
-The losses, as pure functions (CQL reuses them). Shapes: B is the batch, Q-values of the twin
-critics carry a leading axis of 2.
+The losses (pure functions in `algorithms.actor_critic`). Shapes: B is the batch, Q-values of
+the twin critics carry a leading axis of 2.
 
     critic:       L(phi)   = sum_j mean_B (Q_j(s, a) - y)^2 / 2,
                   y        = r + g (1 - terminal) (min_j Qbar_j(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')
@@ -27,38 +27,9 @@ import jax.numpy as jnp
 import optax
 
 from algorithms import nets
+from algorithms.actor_critic import TwinQ, actor_loss, polyak, soft_target, temperature_loss, twin_critic_loss
 from algorithms.agent import FrameStackAgent
 from algorithms.base import Transitions, register
-
-
-def soft_target(reward, terminal, next_q_min, next_log_prob, temperature, discount: float,
-                backup_entropy: bool = True) -> jax.Array:
-    """y = r + g (1 - terminal) (min_j Qbar_j(s', a') - alpha log pi(a'|s')); all (B,).
-
-    `backup_entropy=False` drops the entropy term (CQL's setting).
-    """
-    next_value = next_q_min - temperature * next_log_prob if backup_entropy else next_q_min
-    return reward + discount * (1.0 - terminal) * next_value
-
-
-def twin_critic_loss(q, target) -> jax.Array:
-    """sum over the two critics of the mean squared error / 2: q (2, B), target (B,) -> ()."""
-    return 0.5 * jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=-1))
-
-
-def actor_loss(q, log_prob, temperature) -> jax.Array:
-    """mean(alpha log pi(a~|s) - Q(s, a~)) with Q the mean of the twin critics (jaxrl2's actor
-    updaters; the min is for the critic's target only): q, log_prob (B,) -> ()."""
-    return jnp.mean(jax.lax.stop_gradient(temperature) * log_prob - q)
-
-
-def temperature_loss(temperature, log_prob, target_entropy: float) -> jax.Array:
-    """alpha * mean(-log pi - H_target): lowers alpha while the entropy is above target.
-
-    log_prob (B,) is treated as a constant; the gradient reaches only `temperature`.
-    """
-    entropy = -jax.lax.stop_gradient(log_prob)
-    return temperature * jnp.mean(entropy - target_entropy)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,18 +56,6 @@ class Config(nets.Jaxrl2Config):
     log_std_max: float = 2.0  # ours
 
 
-class TwinQ(nn.Module):
-    """Q_1, Q_2 on [embedding, action]: (..., E), (..., A) -> (2, ...)."""
-
-    hidden_dims: tuple
-
-    @nn.compact
-    def __call__(self, embed, action):
-        twins = nn.vmap(nets.ScalarHead, variable_axes={"params": 0}, split_rngs={"params": True},
-                        in_axes=None, out_axes=0, axis_size=2)
-        return twins(self.hidden_dims)(jnp.concatenate([embed, action], -1))
-
-
 class ActorHead(nn.Module):
     hidden_dims: tuple
     action_dim: int
@@ -107,15 +66,6 @@ class ActorHead(nn.Module):
     def __call__(self, embed):
         hidden = nets.MLP(self.hidden_dims)(embed)
         return nets.TanhGaussianHead(self.action_dim, self.log_std_min, self.log_std_max)(hidden)
-
-
-def jaxrl2_optimizer(lr: float, total_updates: int, actor_keys: tuple[str, ...]):
-    """Adam at `lr` for every parameter; the actor's rate decays to 0 by a cosine over all
-    updates, the others stay constant (jaxrl2 decays only `actor_lr`). `actor_keys` name the
-    top-level parameter entries that belong to the actor."""
-    actor = optax.adam(optax.cosine_decay_schedule(lr, max(total_updates, 1)))
-    labels = lambda params: {k: "actor" if k in actor_keys else "rest" for k in params}
-    return optax.multi_transform({"actor": actor, "rest": optax.adam(lr)}, labels)
 
 
 @register
@@ -145,7 +95,7 @@ class SAC(FrameStackAgent):
         if not self.config.share_encoder:
             params["actor_encoder"] = self.encoder.init(keys[3], obs)
         self.policy_keys = ("actor", "log_temperature") + tuple(k for k in ("actor_encoder",) if k in params)
-        self.optimizer = jaxrl2_optimizer(config.lr, total_updates, ("actor", "actor_encoder"))
+        self.optimizer = nets.jaxrl2_optimizer(config.lr, total_updates, ("actor", "actor_encoder"))
         target = {"encoder": params["encoder"], "critic": params["critic"]}
         self._train = {"params": params, "target": jax.tree.map(jnp.copy, target),
                        "opt": self.optimizer.init(params)}
@@ -217,10 +167,8 @@ class SAC(FrameStackAgent):
 
         updates, opt = self.optimizer.update({**critic_grads, **policy_grads}, train["opt"], params)
         params = optax.apply_updates(params, updates)
-        tau = self.config.tau
-        target = jax.tree.map(lambda new, old: tau * new + (1.0 - tau) * old,
-                              {"encoder": params["encoder"], "critic": params["critic"]},
-                              train["target"])
+        target = polyak({"encoder": params["encoder"], "critic": params["critic"]},
+                        train["target"], self.config.tau)
         return {"params": params, "target": target, "opt": opt}, {**critic_metrics, **actor_metrics}
 
     # -- acting ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms import cql, iql, sac
+from algorithms import actor_critic, iql, nets
 
 RNG = np.random.default_rng(0)
 B = 5
@@ -15,26 +15,26 @@ def test_soft_target_with_and_without_the_entropy_backup():
     r, done = np.array([1.0, 0.5]), np.array([0.0, 1.0])
     q, log_prob = np.array([10.0, 10.0]), np.array([-2.0, -2.0])
     # 1 + .9 * (10 - .1 * -2) = 10.18; a terminal keeps only the reward.
-    np.testing.assert_allclose(sac.soft_target(r, done, q, log_prob, 0.1, 0.9), [10.18, 0.5], rtol=1e-6)
-    np.testing.assert_allclose(sac.soft_target(r, done, q, log_prob, 0.1, 0.9, backup_entropy=False),
+    np.testing.assert_allclose(actor_critic.soft_target(r, done, q, log_prob, 0.1, 0.9), [10.18, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(actor_critic.soft_target(r, done, q, log_prob, 0.1, 0.9, backup_entropy=False),
                                [10.0, 0.5], rtol=1e-6)
 
 
 def test_twin_critic_loss_sums_both_critics_mean_squared_errors():
     q, y = RNG.normal(size=(2, B)), RNG.normal(size=B)
     expected = 0.5 * (np.mean((q[0] - y) ** 2) + np.mean((q[1] - y) ** 2))
-    assert float(sac.twin_critic_loss(q, y)) == pytest.approx(expected, rel=1e-5)
-    grad_target = jax.grad(lambda t: sac.twin_critic_loss(jnp.asarray(q), t))(jnp.asarray(y))
+    assert float(actor_critic.twin_critic_loss(q, y)) == pytest.approx(expected, rel=1e-5)
+    grad_target = jax.grad(lambda t: actor_critic.twin_critic_loss(jnp.asarray(q), t))(jnp.asarray(y))
     assert np.all(np.asarray(grad_target) == 0)  # the target is a constant
 
 
 def test_actor_and_temperature_losses():
     q_min, log_prob = RNG.normal(size=B), RNG.normal(size=B)
-    assert float(sac.actor_loss(q_min, log_prob, 0.2)) == pytest.approx(np.mean(0.2 * log_prob - q_min), rel=1e-5)
+    assert float(actor_critic.actor_loss(q_min, log_prob, 0.2)) == pytest.approx(np.mean(0.2 * log_prob - q_min), rel=1e-5)
     # d/d alpha of alpha * mean(-log pi - H): positive when the entropy exceeds the target.
-    loss = sac.temperature_loss(0.3, log_prob, -2.0)
+    loss = actor_critic.temperature_loss(0.3, log_prob, -2.0)
     assert float(loss) == pytest.approx(0.3 * np.mean(-log_prob + 2.0), rel=1e-5)
-    grad = jax.grad(sac.temperature_loss)(0.3, jnp.asarray(log_prob), -2.0)
+    grad = jax.grad(actor_critic.temperature_loss)(0.3, jnp.asarray(log_prob), -2.0)
     assert float(grad) == pytest.approx(np.mean(-log_prob + 2.0), rel=1e-5)
 
 
@@ -48,7 +48,7 @@ def test_conservative_penalty_is_an_importance_weighted_logsumexp_minus_the_data
             terms = [np.exp(q_random[j, k, b]) / 0.5**action_dim for k in range(n)]
             terms += [np.exp(q_policy[j, k, b]) / np.exp(log_pi[k, b]) for k in range(n)]
             expected += (np.log(np.sum(terms)) - q_data[j, b]) / (2 * B)  # mean over critics, batch
-    got = cql.conservative_penalty(q_random, q_policy, log_pi, q_data, action_dim)
+    got = actor_critic.conservative_penalty(q_random, q_policy, log_pi, q_data, action_dim)
     assert float(got) == pytest.approx(expected, rel=1e-5)
 
 
@@ -82,7 +82,7 @@ def test_unit_gaussian_log_prob_matches_the_normal_density():
 
 def test_jaxrl2_optimizer_decays_only_the_actor_learning_rate():
     params = {"actor": jnp.zeros(2), "critic": jnp.zeros(2), "log_temperature": jnp.zeros(())}
-    optimizer = sac.jaxrl2_optimizer(1e-3, total_updates=10, actor_keys=("actor",))
+    optimizer = nets.jaxrl2_optimizer(1e-3, total_updates=10, actor_keys=("actor",))
     state = optimizer.init(params)
     grads = jax.tree.map(jnp.ones_like, params)
     for step in range(10):  # Adam's first steps move by about lr * sign(grad)
