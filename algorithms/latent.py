@@ -1,4 +1,4 @@
-"""What DreamerV2 and MOTO share around the world model: the actor on latent features, the
+"""What the agents on the world model (DreamerV2, MOTO, LOMPO, COMBO) share: the actor on latent features, the
 optimizers, building the model, one world-model gradient step, and acting by filtering.
 
 An agent built on `LatentAgent` calls `_build` in its constructor (model, actor, its critic,
@@ -88,18 +88,19 @@ class LatentAgent(JittedAgent):
     batch_keys: tuple = ("obs", "action", "reward", "is_first")  # what `_one_update` reads
 
     def _build(self, obs_space, action_space, config, model_config: WorldModelConfig,
-               critic: nn.Module, critic_inputs: int, seed: int) -> dict:
+               critic: nn.Module, critic_inputs: int, seed: int, actor: nn.Module | None = None) -> dict:
         """Sets up the model, actor, critic and optimizers; returns the initial parameters.
 
-        `config` needs batch_size, sequence_length, steps_per_call, units, layers, actor_lr,
-        critic_lr, eps, clip, weight_decay and actor_min_std; the critic is applied to
-        `critic_inputs` arrays shaped like (features, action)[:critic_inputs].
+        `config` needs batch_size, sequence_length, steps_per_call, actor_lr, critic_lr, eps,
+        clip and weight_decay, and, for the default tanh-Gaussian `Actor`, units, layers and
+        actor_min_std; the critic is applied to `critic_inputs` arrays shaped like
+        (features, action)[:critic_inputs].
         """
         self.config = config
         self.action_dim = action_space.shape[0]
         self.batch_spec = Sequences(config.sequence_length, config.batch_size, config.steps_per_call)
         self.model = WorldModel(model_config, self.action_dim, tuple(obs_space.shape))
-        self.actor = Actor(config.units, config.layers, self.action_dim, config.actor_min_std)
+        self.actor = actor or Actor(config.units, config.layers, self.action_dim, config.actor_min_std)
         self.critic = critic
         keys = jax.random.split(jax.random.PRNGKey(seed), 4)
         self._rng = keys[3]

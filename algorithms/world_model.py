@@ -39,6 +39,13 @@ class WorldModelConfig:
         "small": {"deter": 200, "hidden": 200, "mlp_units": 200},
         "debug": {"deter": 32, "hidden": 32, "stoch": 4, "classes": 4, "cnn_depth": 4,
                   "mlp_units": 32, "mlp_layers": 1},
+        # The LOMPO repository's model (lompo.py define_config, models.RSSME): Gaussian latents
+        # 64 + deter 256, encoder depth 32, reward MLP 2 x 256, model lr 6e-4, no weight decay,
+        # and the plain KL without free nats (balance 0.5 with scale 2 has exactly the plain
+        # KL's gradients).
+        "lompo": {"latent": "gaussian", "stoch": 64, "deter": 256, "hidden": 256, "cnn_depth": 32,
+                  "mlp_units": 256, "mlp_layers": 2, "lr": 6e-4, "weight_decay": 0.0,
+                  "kl_balance": 0.5, "kl_scale": 2.0, "free_nats": 0.0},
     }
 
     latent: str = "discrete"  # "discrete" (DreamerV2) or "gaussian" (LOMPO)

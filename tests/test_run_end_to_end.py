@@ -154,3 +154,36 @@ def test_model_free_baselines_run_on_a_vector_gymnasium_task(tmp_path):
         assert metrics.env_steps.iloc[-1] == 200 and metrics.grad_steps.iloc[-1] == 30
         train = pd.read_csv(run / "train.csv")
         assert np.isfinite(train.select_dtypes("number").to_numpy()).all(), name
+
+
+@pytest.mark.slow
+def test_metaworld10_suite_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+    """The paper's MetaWorld suite as shipped: all 400 runs plan, and its eight algorithms
+    (debug sizes) run through offline and online phases on one of its tasks, then report."""
+    from harness.suite import SUITES_DIR
+
+    suite, results = SUITES_DIR / "metaworld10.yaml", tmp_path / "r"
+    assert main(["run", str(suite), "--results", str(results), "--dry-run"]) == 0
+    assert "suite metaworld10: 400 runs" in capsys.readouterr().out
+    names = yaml.safe_load(suite.read_text())["algorithms"]
+    debug = "[" + ", ".join(f"{{name: {name}, preset: debug}}" for name in names) + "]"
+    sets = ["tasks=[metaworld/door-open]", "seeds=[0]", f"algorithms={debug}",
+            "protocol.offline_steps=20", "protocol.online_env_steps=400",
+            "protocol.updates_per_episode=20", "protocol.eval_every_episodes=1",
+            "protocol.eval_episodes=1", "protocol.dataset_episodes=2"]
+    argv = ["run", str(suite), "--results", str(results), "--executor", "debug"]
+    for assignment in sets:
+        argv += ["--set", assignment]
+    assert main(argv) == 0
+    for name in names:
+        run = results / "metaworld10" / "metaworld.door-open" / name / "seed0"
+        assert json.loads((run / "status.json").read_text())["state"] == "finished", name
+        metrics = pd.read_csv(run / "metrics.csv")
+        assert list(metrics.phase) == ["offline", "online"], name
+    train = pd.read_csv(results / "metaworld10/metaworld.door-open/lompo/seed0/train.csv")
+    assert {"disagreement_mean", "real_buffer_size", "imagined_buffer_size"} <= set(train.columns)
+    train = pd.read_csv(results / "metaworld10/metaworld.door-open/combo/seed0/train.csv")
+    assert "conservative_penalty" in train.columns
+    assert main(["report", "--results", str(results)]) == 0
+    final = pd.read_csv(results / "_report" / "metaworld10" / "final.csv")
+    assert set(final.algorithm) == set(names)
