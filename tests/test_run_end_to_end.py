@@ -170,7 +170,7 @@ def test_metaworld10_suite_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     sets = ["tasks=[metaworld/door-open]", "seeds=[0]", f"algorithms={debug}",
             "protocol.offline_steps=20", "protocol.online_env_steps=400",
             "protocol.updates_per_episode=20", "protocol.eval_every_episodes=1",
-            "protocol.eval_episodes=1", "protocol.dataset_episodes=2"]
+            "protocol.eval_episodes=1", "protocol.dataset_episodes=2", "protocol.train_log_every=10"]
     argv = ["run", str(suite), "--results", str(results), "--executor", "debug"]
     for assignment in sets:
         argv += ["--set", assignment]
