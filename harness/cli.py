@@ -150,7 +150,6 @@ def cmd_list(args) -> int:
     print("tasks:")
     for family, tasks in list_tasks().items():
         print(f"  {family}: {', '.join(tasks)}")
-    print("  kitchen: not implemented yet")
     print("suites:")
     for path in sorted(SUITES_DIR.glob("*.yaml")):
         print(f"  {path.stem:<14} {path}")

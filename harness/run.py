@@ -39,7 +39,7 @@ import yaml
 
 from harness import checkpoint, faults
 from harness.data.collect import load_dataset, rollout
-from harness.data.format import episode_return, episode_success, summarize
+from harness.data.format import episode_return, episode_success, most_targets_done, summarize
 from harness.envs import make_env
 from harness.log import CsvLog
 from harness.replay import EpisodeReplay
@@ -49,6 +49,8 @@ from harness.suite import RunSpec
 EVAL_SEED_OFFSET = 100_000
 METRICS_COLUMNS = ["phase", "grad_steps", "env_steps", "episodes", "eval_success",
                    "eval_return", "eval_episodes", "wall_time"]
+# Tasks with several targets (Kitchen) also log the most targets done at once, averaged.
+MULTI_TARGET_COLUMNS = [*METRICS_COLUMNS, "eval_objects"]
 PACKAGES = ["jax", "jaxlib", "flax", "optax", "numpy", "gymnasium", "metaworld", "mujoco",
             "gymnasium-robotics"]
 # Set by the local launcher: a worker whose launcher is gone stops instead of writing on alone.
@@ -101,12 +103,16 @@ class AgentPolicy:
 
 
 def evaluate(env, agent, episodes: int) -> dict:
-    """Deterministic-policy episodes; success = success reached at any step."""
+    """Deterministic-policy episodes; success = success reached at any step. For tasks with
+    several targets, `eval_objects` = the mean over episodes of the most targets done at once."""
     policy = AgentPolicy(agent, explore=False)
     results = [rollout(env, policy) for _ in range(episodes)]
-    return {"eval_success": float(np.mean([episode_success(e) for e in results])),
-            "eval_return": float(np.mean([episode_return(e) for e in results])),
-            "eval_episodes": episodes}
+    row = {"eval_success": float(np.mean([episode_success(e) for e in results])),
+           "eval_return": float(np.mean([episode_return(e) for e in results])),
+           "eval_episodes": episodes}
+    if all("targets_done" in e for e in results):
+        row["eval_objects"] = float(np.mean([most_targets_done(e) for e in results]))
+    return row
 
 
 def _versions() -> dict:
@@ -163,7 +169,7 @@ class _Run:
                                   "checkpoint was made by an older version of the algorithm)")
         if resume is None:
             self._write_config(config, manifest, dataset)
-            self.metrics = CsvLog(run_dir / "metrics.csv", METRICS_COLUMNS)
+            self.metrics = CsvLog(run_dir / "metrics.csv", self._metrics_columns())
             self.train_log = CsvLog(run_dir / "train.csv")
             self.start = time.perf_counter()
         else:
@@ -194,7 +200,7 @@ class _Run:
         self.eval_env.episode_index = state["eval_env_episode_index"]
         for episode in checkpoint.load_episodes(self.run_dir, self.episodes):
             self.replay.add_episode(episode)
-        self.metrics = CsvLog(self.run_dir / "metrics.csv", METRICS_COLUMNS,
+        self.metrics = CsvLog(self.run_dir / "metrics.csv", self._metrics_columns(),
                               keep_rows=state["metrics_rows"])
         self.train_log = CsvLog(self.run_dir / "train.csv", keep_rows=state["train_rows"])
         self.start = time.perf_counter() - state["wall_time"]
@@ -300,6 +306,9 @@ class _Run:
                               "env_steps": self.env_steps, "episodes": self.episodes, **result,
                               "updates_per_second": rate, "wall_time": now - self.start})
         self.status("running")
+
+    def _metrics_columns(self) -> list[str]:
+        return MULTI_TARGET_COLUMNS if self.info.bc_targets is not None else METRICS_COLUMNS
 
     def evaluate(self) -> None:
         row = evaluate(self.eval_env, self.agent, self.protocol.eval_episodes)

@@ -17,6 +17,12 @@ An episode of T agent steps holds T+1 entries per key, in the order the agent sa
 | `is_first`    | (T+1,)               | bool    | True at t=0 only                                  |
 | `is_last`     | (T+1,)               | bool    | True at t=T only (time limit or termination)      |
 | `is_terminal` | (T+1,)               | bool    | True at t=T only if the env terminated (not a time limit) |
+
+Optional, for tasks with several targets (Kitchen):
+
+| key            | shape    | dtype | meaning                                              |
+|----------------|----------|-------|------------------------------------------------------|
+| `targets_done` | (T+1, K) | bool  | which of the task's K targets are done at this entry |
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 KEYS = ("obs", "action", "reward", "success", "is_first", "is_last", "is_terminal")
+OPTIONAL_KEYS = ("targets_done",)
 FORMAT_VERSION = 1
 
 
@@ -52,7 +59,7 @@ def check_episode(episode: dict) -> None:
     if missing:
         raise ValueError(f"episode is missing keys {missing}")
     n = len(episode["obs"])
-    bad = {k: len(episode[k]) for k in KEYS if len(episode[k]) != n}
+    bad = {k: len(episode[k]) for k in KEYS + OPTIONAL_KEYS if k in episode and len(episode[k]) != n}
     if bad or n < 2:
         raise ValueError(f"episode keys must all have the same length >= 2; obs has {n}, {bad}")
     if not episode["is_first"][0] or episode["is_first"][1:].any():
@@ -64,13 +71,13 @@ def check_episode(episode: dict) -> None:
 def save_episode(path: Path, episode: dict) -> None:
     check_episode(episode)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **{k: episode[k] for k in KEYS})
+    np.savez_compressed(tmp, **{k: episode[k] for k in KEYS + OPTIONAL_KEYS if k in episode})
     os.replace(tmp, path)
 
 
 def load_episode(path: Path) -> dict:
     with np.load(path) as archive:
-        episode = {k: archive[k] for k in KEYS}
+        episode = {k: archive[k] for k in KEYS + OPTIONAL_KEYS if k in archive.files}
     check_episode(episode)
     return episode
 
@@ -88,6 +95,13 @@ def write_manifest(directory: Path, manifest: dict) -> None:
 def read_manifest(directory: Path) -> dict | None:
     path = directory / "manifest.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def most_targets_done(episode: dict) -> int | None:
+    """The most targets done at once in an episode (Kitchen's `eval_objects`), or None."""
+    if "targets_done" not in episode:
+        return None
+    return int(np.asarray(episode["targets_done"]).sum(-1).max())
 
 
 def summarize(episodes: list[dict]) -> dict:

@@ -10,7 +10,6 @@ from harness.envs.base import TaskInfo
 from harness.errors import UserError, closest
 
 FAMILIES = ("metaworld", "kitchen", "toy", "gym")
-PLANNED_FAMILIES = {"kitchen": "the Franka Kitchen work, not started yet"}
 
 
 def task_info(task_id: str) -> TaskInfo:
@@ -29,6 +28,13 @@ def task_info(task_id: str) -> TaskInfo:
             raise UserError(f"unknown MetaWorld task '{task_id}'.{closest(name, names)} "
                             "`python -m harness list` prints every task.")
         return metaworld.task_info(name)
+    if family == "kitchen":
+        from harness.envs import kitchen
+
+        if name not in kitchen.TARGETS:
+            raise UserError(f"unknown Kitchen task '{task_id}'.{closest(name, kitchen.TARGETS)} "
+                            "Kitchen tasks: 'kitchen/mixed', 'kitchen/partial' (the paper's names).")
+        return kitchen.task_info(name)
     if family == "toy":
         from harness.envs import toy
 
@@ -41,9 +47,6 @@ def task_info(task_id: str) -> TaskInfo:
         from harness.envs import gym
 
         return gym.task_info(name)
-    if family in PLANNED_FAMILIES:
-        raise UserError(f"task family '{family}' ({task_id}) is not implemented yet "
-                        f"(tracked in {PLANNED_FAMILIES[family]}); remove it from the suite for now.")
     raise UserError(f"unknown task family '{family}' in '{task_id}'.{closest(family, FAMILIES)} "
                     f"Families: {', '.join(FAMILIES)}.")
 
@@ -55,6 +58,10 @@ def make_env(task_id: str, seed: int):
         from harness.envs.metaworld import MetaWorldPixels
 
         return MetaWorldPixels(name, seed)
+    if info.family == "kitchen":
+        from harness.envs.kitchen import KitchenPixels
+
+        return KitchenPixels(name, seed)
     if info.family == "toy":
         from harness.envs.toy import ToyReach
 
@@ -71,6 +78,10 @@ def env_settings(task_id: str) -> dict:
         from harness.envs import metaworld
 
         return metaworld.settings(task_id)
+    if info.family == "kitchen":
+        from harness.envs import kitchen
+
+        return kitchen.settings(task_id)
     if info.family == "toy":
         from harness.envs import toy
 
@@ -81,9 +92,10 @@ def env_settings(task_id: str) -> dict:
 
 
 def list_tasks() -> dict[str, list[str]]:
-    from harness.envs import metaworld
+    from harness.envs import kitchen, metaworld
 
     return {"metaworld": [f"metaworld/{n}" for n in metaworld.task_names()],
+            "kitchen": [f"kitchen/{n}" for n in kitchen.task_names()],
             "toy": ["toy/reach", "toy/reach-state"], "gym": ["gym/<any continuous-action Gymnasium id>"]}
 
 
