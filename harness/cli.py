@@ -116,6 +116,8 @@ def cmd_data(args) -> int:
     from harness.envs import make_env, task_info
     from harness.envs.metaworld import TASKS_10
 
+    if args.family == "kitchen":
+        return _import_kitchen(args)
     if args.family == "metaworld":
         tasks = [f"metaworld/{t}" for t in (args.tasks or TASKS_10)]
     else:
@@ -134,6 +136,30 @@ def cmd_data(args) -> int:
         print(f"{task:<28}{manifest['episodes']:>9}{manifest['success_rate']:>9.2f}"
               f"{manifest['average_return']:>9.1f}{manifest['attempts']:>9}  "
               f"{dataset_dir(task, data_dir)}", flush=True)
+    return 0
+
+
+def _import_kitchen(args) -> int:
+    from harness.data import kitchen
+    from harness.data.collect import dataset_dir, default_data_dir
+
+    names = args.tasks or ["mixed", "partial"]
+    tasks = [name if name.startswith("kitchen/") else f"kitchen/{name}" for name in names]
+    for task in tasks:
+        if task not in kitchen.SOURCES:
+            raise UserError(f"--tasks {task}: Kitchen tasks are mixed and partial.")
+    minari_dir = Path(args.minari_dir).expanduser() if args.minari_dir else kitchen.default_minari_dir()
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+
+    def progress(task, done, total):
+        if done == total or done % 10 == 0:
+            print(f"  {task}: {done}/{total} episodes re-rendered", file=sys.stderr, flush=True)
+
+    manifests = kitchen.import_tasks(tasks, minari_dir, data_dir, progress)
+    print(f"{'task':<18}{'source':<26}{'episodes':>9}{'steps':>9}{'success':>9}{'bc eps':>8}  directory")
+    for task, m in manifests.items():
+        print(f"{task:<18}{m['source']:<26}{m['episodes']:>9}{m['steps']:>9}{m['success_rate']:>9.2f}"
+              f"{m['bc_episodes']:>8}  {dataset_dir(task, data_dir)}")
     return 0
 
 
@@ -254,8 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="generate offline datasets")
-    data.add_argument("family", choices=["metaworld", "toy"])
-    data.add_argument("--tasks", nargs="+", help="MetaWorld task names (default: the 10 of the paper)")
+    data.add_argument("family", choices=["metaworld", "toy", "kitchen"])
+    data.add_argument("--tasks", nargs="+", help="MetaWorld task names (default: the 10 of the "
+                      "paper), or Kitchen tasks mixed/partial (default: both)")
+    data.add_argument("--minari-dir", help="kitchen: the directory holding D4RL/kitchen/*-v2 "
+                      "Minari datasets (default: $MINARI_DATASETS_PATH, else ~/.minari/datasets)")
     data.add_argument("--episodes", type=int, default=10)
     data.add_argument("--data-dir")
     data.set_defaults(func=cmd_data)

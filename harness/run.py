@@ -246,7 +246,7 @@ class _Run:
             "batch_spec": {"type": type(self.agent.batch_spec).__name__,
                            **dataclasses.asdict(self.agent.batch_spec)},
             "env": _plain(self.env.settings()),
-            "dataset": {**{k: manifest[k] for k in ("task", "policy", "kept", "data_seed")},
+            "dataset": {**{k: manifest.get(k) for k in ("task", "policy", "kept", "data_seed", "source")},
                         **summarize(dataset)},  # the episodes this run loaded
             "seeds": {"agent": self.spec.seed, "train_env": self.spec.seed,
                       "eval_env": EVAL_SEED_OFFSET + self.spec.seed},

@@ -80,11 +80,9 @@ def generate(task_id: str, episodes: int, progress: Callable[[int, int], None] |
     """Collect `episodes` offline episodes for a task; returns them and the manifest."""
     info = task_info(task_id)
     if info.dataset_policy == "minari":
-        raise UserError(
-            f"{task_id} has no offline dataset yet, and none can be generated: Kitchen's data are "
-            "the D4RL demonstrations (Minari datasets D4RL/kitchen/mixed-v2 and partial-v2), which "
-            "this version of the harness cannot import yet (the importer is the next step of the "
-            "Kitchen work). Remove the Kitchen tasks from the suite for now.")
+        from harness.data import kitchen
+
+        raise UserError(kitchen.how_to_get(task_id, kitchen.default_minari_dir()))
     env = make_env(task_id, DATA_SEED)
     policy, policy_name = _demonstrator(env)
     keep_successful_only = info.family == "metaworld"
@@ -165,8 +163,27 @@ def ensure_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: di
     if manifest is None or manifest["episodes"] < episodes:
         if not generate_missing:
             return None
+        if task_info(task_id).dataset_policy == "minari":
+            return _import_minari(task_id, episodes, data_dir, manifest)
         new_episodes, manifest = generate(task_id, episodes, progress)
         write_dataset(directory, new_episodes, manifest)
+    return manifest
+
+
+def _import_minari(task_id: str, episodes: int, data_dir: Path, manifest: dict | None) -> dict:
+    """Kitchen: import the task's Minari dataset from Minari's local directory, if it is there
+    (else a UserError that says how to get it); a dataset that is whole but short is refused."""
+    from harness.data import kitchen
+
+    if manifest is None:
+        minari_dir = kitchen.default_minari_dir()
+        print(f"importing {task_id} from the Minari dataset in {minari_dir} (re-rendering every "
+              "frame; this takes a while)", flush=True)
+        manifest = kitchen.import_tasks([task_id], minari_dir, data_dir)[task_id]
+    if manifest["episodes"] < episodes:
+        raise UserError(f"{task_id}: the imported dataset in {dataset_dir(task_id, data_dir)} holds "
+                        f"{manifest['episodes']} episodes, fewer than the {episodes} the suite asks "
+                        "for (protocol.dataset_episodes). Lower it, or import the full Minari dataset.")
     return manifest
 
 
