@@ -156,9 +156,13 @@ class LatentAgent(JittedAgent):
         embed = self.model.apply(params["model"], obs, method=WorldModel.encode)
         post, _ = self.model.apply(params["model"], latent, prev_action, embed, is_first, obs_key, 0,
                                    method=WorldModel.obs_step)
-        mean, log_std = self.actor.apply(params["actor"], WorldModel.features(post))
-        action = nets.tanh_gaussian_sample(action_key, mean, log_std) if explore else jnp.tanh(mean)
+        action = self._policy_action(params["actor"], WorldModel.features(post), action_key, explore)
         return action, (post, action, jnp.zeros_like(is_first))
+
+    def _policy_action(self, actor_params, features, key, explore):
+        """The action `act` takes: a tanh-Gaussian sample when exploring, else tanh(mean)."""
+        mean, log_std = self.actor.apply(actor_params, features)
+        return nets.tanh_gaussian_sample(key, mean, log_std) if explore else jnp.tanh(mean)
 
     def act(self, obs: np.ndarray, state, explore: bool):
         if not hasattr(self, "_act_jit"):

@@ -309,14 +309,10 @@ class LatentBufferAgent(LatentAgent):
 
     # -- acting ------------------------------------------------------------------------------
 
-    def _act(self, params, obs, state, key, explore):
-        latent, prev_action, is_first = state
-        obs_key, noise_key = jax.random.split(key)
-        embed = self.model.apply(params["model"], obs, method=WorldModel.encode)
-        post, _ = self.model.apply(params["model"], latent, prev_action, embed, is_first, obs_key, 0,
-                                   method=WorldModel.obs_step)
-        action = self.actor.apply(params["actor"], WorldModel.features(post))
+    def _policy_action(self, actor_params, features, key, explore):
+        """The deterministic actor's action, plus N(0, sigma^2) noise (clipped) when exploring."""
+        action = self.actor.apply(actor_params, features)
         if explore:
-            noise = self.config.exploration_noise * jax.random.normal(noise_key, action.shape)
+            noise = self.config.exploration_noise * jax.random.normal(key, action.shape)
             action = jnp.clip(action + noise, -1.0, 1.0)
-        return action, (post, action, jnp.zeros_like(is_first))
+        return action
