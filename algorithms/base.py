@@ -170,16 +170,64 @@ def make_config(cls: type, preset: str = "paper", overrides: dict | None = None)
             )
         values[key] = _coerce(value, hints[key], f"{cls.name}.config.{key}")
     config = config_cls(**values)
-    minimums = getattr(config_cls, "MINIMUMS", {})  # ints that may be 0, e.g. a horizon
-    for f in dataclasses.fields(config_cls):  # counts and sizes must be positive
-        value = getattr(config, f.name)
-        least = minimums.get(f.name, 1)
-        if hints[f.name] is int and value < least:
-            raise ConfigError(f"{cls.name}.config.{f.name} must be >= {least}, got {value}.")
-        if typing.get_origin(hints[f.name]) is tuple and any(
-                isinstance(v, int) and v < 1 for v in value):
-            raise ConfigError(f"{cls.name}.config.{f.name} must hold positive sizes, got {value}.")
+    check_ranges(cls.name, config)
     return config
+
+
+# Ranges of the fields every config may have, by name, as intervals: "(0, 1]" excludes 0 and
+# includes 1. A value outside is a typo or a run that cannot learn (a negative or NaN learning
+# rate, a discount above 1). Every float must be finite. Every int field not named here is a
+# count or size in [1, MAX_COUNT] (a config's `MINIMUMS` lets some be 0); every entry of a
+# tuple of sizes too. The bounds on batch sizes and capacities are far above the paper's
+# values: past them a run would only fail later, out of memory.
+FIELD_RANGES = {
+    "lr": "(0, 1]", "actor_lr": "(0, 1]", "critic_lr": "(0, 1]",
+    "eps": "(0, 1)", "clip": "(0, inf)", "weight_decay": "[0, 1)",
+    "discount": "(0, 1]", "lambda_": "[0, 1]", "tau": "(0, 1]",
+    "entropy": "[0, inf)", "init_temperature": "(0, inf)", "min_std": "(0, inf)",
+    "actor_min_std": "(0, inf)", "kl_balance": "[0, 1]", "kl_scale": "[0, inf)",
+    "free_nats": "[0, inf)", "cql_alpha": "[0, inf)", "inverse_temperature": "[0, inf)",
+    "max_weight": "(0, inf)", "alpha": "[0, inf)", "beta": "[0, inf)", "penalty": "[0, inf)",
+    "conservative_weight": "[0, inf)", "exploration_noise": "[0, inf)",
+    "batch_size": "[1, 16384]", "agent_batch_size": "[1, 65536]", "steps_per_call": "[1, 1000]",
+    "sequence_length": "[1, 1000]", "horizon": "[1, 1000]", "frame_stack": "[1, 64]",
+    "real_capacity": "[1, 10000000]", "imagined_capacity": "[1, 10000000]",
+}
+MAX_COUNT = 1_000_000
+
+
+def _interval(text: str) -> tuple[float, float, bool, bool]:
+    """"(0, 1]" -> (0.0, 1.0, low included False, high included True)."""
+    low, high = text[1:-1].split(",")
+    return float(low), float(high), text[0] == "[", text[-1] == "]"
+
+
+def check_ranges(name: str, config) -> None:
+    """Every field of `config` is in its range (see FIELD_RANGES), and bounds given as a
+    pair (`log_std_min`, `log_std_max`) are in order; a ConfigError names the field."""
+    hints = typing.get_type_hints(type(config))
+    minimums = getattr(type(config), "MINIMUMS", {})  # ints that may be 0, e.g. a horizon
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        is_tuple = typing.get_origin(hint) is tuple
+        values = value if is_tuple else (value,)
+        item = typing.get_args(hint)[0] if is_tuple else hint
+        if item not in (int, float):
+            continue
+        text = FIELD_RANGES.get(f.name, f"[1, {MAX_COUNT}]" if item is int else "(-inf, inf)")
+        low, high, low_in, high_in = _interval(text)
+        if f.name in minimums:
+            low, low_in = minimums[f.name], True
+            text = f"[{low}, {text.split(',')[1].strip()}"
+        for v in values:
+            inside = ((v > low or low_in and v == low) and (v < high or high_in and v == high)
+                      and np.isfinite(v))
+            if not inside:
+                what = "hold values in" if is_tuple else "be in"
+                raise ConfigError(f"{name}.config.{f.name} must {what} {text}, got {value!r}.")
+    low, high = getattr(config, "log_std_min", None), getattr(config, "log_std_max", None)
+    if low is not None and high is not None and not low < high:
+        raise ConfigError(f"{name}.config.log_std_min ({low}) must be below log_std_max ({high}).")
 
 
 def _coerce(value, hint, where: str):

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,15 +17,24 @@ RUN_FILTER_KEYS = ("task", "algorithm", "seed")
 
 
 def _writable_dir(path, flag: str) -> Path:
-    """A directory checked writable before anything is written (nothing is created here)."""
-    directory = Path(path).expanduser().resolve()
-    probe = directory
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"directory {directory} cannot be created or written ({probe} is not a "
-                        f"writable directory). Pass {flag} with a writable path.")
-    return directory
+    """A directory checked writable before anything is written: its nearest existing ancestor
+    must take a new folder (made and removed at once, so nothing is left behind). That catches
+    read-only mounts and pseudo file systems such as /proc, which permissions alone do not."""
+    if not str(path) or "\0" in str(path):
+        raise UserError(f"{flag} {str(path)!r}: give a directory path.")
+    try:
+        directory = Path(path).expanduser().resolve()
+        probe = directory
+        while not probe.exists():
+            probe = probe.parent
+        if probe.is_dir():
+            os.rmdir(tempfile.mkdtemp(prefix=".moto-harness-write-test-", dir=probe))
+            return directory
+        reason = f"{probe} is a file, not a directory"
+    except OSError as err:
+        reason = f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
+    raise UserError(f"directory {path} cannot be created or written ({reason}). Pass {flag} "
+                    "with a writable path.")
 
 
 def _filter_runs(runs, only: list[str]):

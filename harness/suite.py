@@ -43,6 +43,8 @@ anything is written.
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +56,22 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 # Evaluation envs use seed + 100000 and datasets seed 1000003 (harness.run, harness.data):
 # run seeds stay below, so no two of these streams coincide.
 MAX_SEED = 100_000
+MAX_SUITE_BYTES = 16 * 2**20
+# Names that become folder names (the suite's name, algorithm labels): at most this many bytes
+# of UTF-8, well under the 255 a file name may have, so a run directory can always be made.
+MAX_NAME_BYTES = 100
+# Each protocol value's range, (least, most). The upper bounds are far above the paper's
+# values (10,000 offline steps, 500,000 online steps, 10 demonstrations): past them a value is
+# a typo that would run for weeks or fill the memory, not an experiment.
+PROTOCOL_LIMITS = {
+    "offline_steps": (0, 10_000_000),
+    "online_env_steps": (1, 100_000_000),
+    "updates_per_episode": (0, 100_000),
+    "eval_every_episodes": (1, 1_000_000),
+    "eval_episodes": (1, 10_000),
+    "dataset_episodes": (1, 100_000),
+    "train_log_every": (1, 10_000_000),
+}
 
 
 @dataclass(frozen=True)
@@ -165,23 +183,78 @@ class Suite:
 
 def resolve_path(suite: str) -> Path:
     """A path, or the name of a shipped suite ('smoke' -> suites/smoke.yaml)."""
+    if not suite or "\0" in suite:
+        raise UserError(f"suite {suite!r}: give a suite file, or the name of a shipped suite "
+                        "such as 'smoke'.")
     path = Path(suite)
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as err:  # e.g. a name too long for the file system
+        raise UserError(f"suite '{suite}': cannot be looked up ({err.strerror}).") from None
+    if exists:
+        if path.is_dir():
+            raise UserError(f"suite '{suite}' is a directory; give the YAML file in it, e.g. "
+                            f"{path / 'suite.yaml'}.")
+        if not path.is_file():
+            raise UserError(f"suite '{suite}' is not a regular file (a device, pipe or socket); "
+                            "give a YAML file.")
+        if path.stat().st_size > MAX_SUITE_BYTES:
+            raise UserError(f"suite '{suite}' is {path.stat().st_size / 2**20:.0f} MiB; a suite "
+                            f"file is a few KB (at most {MAX_SUITE_BYTES // 2**20} MiB). Is it "
+                            "the right file?")
         return path
     shipped = SUITES_DIR / f"{suite}.yaml"
-    if shipped.exists():
+    if "/" not in suite and shipped.exists():
         return shipped
     names = [p.stem for p in sorted(SUITES_DIR.glob("*.yaml"))]
     raise UserError(f"suite '{suite}' is neither a file nor a shipped suite.{closest(suite, names)} "
                     f"Shipped suites: {', '.join(names)}.")
 
 
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
+    would silently keep the last one, so `seeds: 5` further down would win unnoticed)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    hash(key)
+                except TypeError:
+                    continue  # the base class reports unhashable keys
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice in one mapping (lines "
+                        f"{first_line[key]} and {line}); keep one", key_node.start_mark)
+                first_line[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, where: str):
+    """`text` as YAML (with `StrictLoader`), or a UserError naming `where`."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)
+    except yaml.YAMLError as err:
+        raise UserError(f"{where}: not valid YAML ({err}). Fix the syntax and run again.") from None
+    except RecursionError:
+        raise UserError(f"{where}: the YAML is nested too deeply to be a suite.") from None
+
+
 def load_suite(suite: str, sets: list[str] = ()) -> Suite:
     path = resolve_path(suite)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({err}). Fix the syntax and run again.") from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#x}); "
+                        "save the suite as UTF-8.") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read ({err.strerror}).") from None
+    raw = parse_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a suite is a YAML mapping with keys name, tasks, algorithms, "
                         "seeds, protocol.")
@@ -201,7 +274,7 @@ def _apply_set(raw: dict, assignment: str) -> None:
         if not isinstance(node.get(part), dict):
             raise UserError(f"--set {assignment}: '{part}' is not a section of the suite")
         node = node[part]
-    node[parts[-1]] = yaml.safe_load(value)
+    node[parts[-1]] = parse_yaml(value, f"--set {assignment}")
 
 
 def _field(where: str, raw: dict, key: str, kind, *, required=True, default=None):
@@ -215,6 +288,22 @@ def _field(where: str, raw: dict, key: str, kind, *, required=True, default=None
         want = getattr(kind, "__name__", str(kind))
         raise UserError(f"{where}: field '{key}' must be {want}, got {value!r}.")
     return value
+
+
+def check_folder_name(where: str, key: str, value: str) -> None:
+    """`value` can be one folder name on any file system a run may write to."""
+    problem = None
+    if not value or value.startswith((".", "_")):
+        problem = "is empty or starts with . or _"
+    elif "/" in value or "\\" in value:
+        problem = "contains a slash"
+    elif not value.isprintable():
+        problem = "contains a control character"
+    elif len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        problem = f"is longer than {MAX_NAME_BYTES} bytes"
+    if problem:
+        raise UserError(f"{where}: '{key}' becomes a folder name and {problem}: {value[:120]!r}. "
+                        f"Use letters, digits, '-' and '.', e.g. 'moto-no-bc'.")
 
 
 def _check_keys(where: str, raw: dict, allowed) -> None:
@@ -233,9 +322,10 @@ def parse_protocol(where: str, raw) -> Protocol:
     for f in dataclasses.fields(Protocol):
         required = f.default is dataclasses.MISSING
         value = _field(f"{where}: protocol", raw, f.name, int, required=required, default=f.default)
-        minimum = 0 if f.name in ("offline_steps", "updates_per_episode") else 1
-        if value < minimum:
-            raise UserError(f"{where}: protocol.{f.name} must be >= {minimum}, got {value}.")
+        least, most = PROTOCOL_LIMITS[f.name]
+        if not least <= value <= most:
+            raise UserError(f"{where}: protocol.{f.name} must be in [{least}, {most}], got "
+                            f"{value}.")
         values[f.name] = value
     return Protocol(**values)
 
@@ -251,9 +341,7 @@ def parse_algorithm(where: str, raw) -> AlgorithmEntry:
     preset = _field(where, raw, "preset", str, required=False, default="paper")
     config = _field(where, raw, "config", dict, required=False, default={}) or {}
     label = _field(where, raw, "label", str, required=False, default=name)
-    if not label or "/" in label or label.startswith((".", "_")):
-        raise UserError(f"{where}: 'label' must be a plain folder name (no '/', not starting "
-                        f"with . or _), got {label!r}.")
+    check_folder_name(where, "label", label)
     bad_keys = [k for k in config if not isinstance(k, str)]
     if bad_keys:
         raise UserError(f"{where}: config keys must be field names, got {bad_keys!r}; quote "
@@ -276,13 +364,18 @@ def parse_resources(where: str, raw, partial: bool = False):
             if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
                 raise UserError(f"{where}: 'sbatch' must map flag names to values, e.g. "
                                 "{exclude: node7, mail-type: FAIL}.")
-            bad = [k for k, v in value.items() if not isinstance(v, (str, int, float, bool))]
+            bad = [k for k, v in value.items() if not isinstance(v, (str, int, float, bool))
+                   or not str(v).isprintable()]
+            flags = [k for k in value if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", k)]
+            if flags:
+                raise UserError(f"{where}: sbatch flag name(s) {flags} are not flag names; write "
+                                "them without dashes, e.g. {mail-type: FAIL}.")
             if bad:
                 raise UserError(f"{where}: sbatch flag(s) {bad} need a plain value (a string, "
-                                "number or true).")
+                                "number or true, on one line).")
             values[key] = tuple(sorted(value.items()))
         elif key in ("partition", "account", "qos", "constraint"):
-            if value is not None and not (isinstance(value, str) and value):
+            if value is not None and not (isinstance(value, str) and value and value.isprintable()):
                 raise UserError(f"{where}: '{key}' must be a name, got {value!r}.")
             values[key] = value
         elif key == "memory_gb":
@@ -316,8 +409,9 @@ def parse_checkpoint(where: str, raw) -> CheckpointPolicy:
 
 def parse_seeds(where: str, raw) -> tuple[int, ...]:
     if isinstance(raw, int) and not isinstance(raw, bool):
-        if raw < 1:
-            raise UserError(f"{where}: 'seeds: N' needs N >= 1, got {raw}.")
+        if not 1 <= raw <= MAX_SEED:
+            raise UserError(f"{where}: 'seeds: N' needs 1 <= N <= {MAX_SEED} (seeds 0 .. N-1 must "
+                            f"stay below {MAX_SEED}, where evaluation seeds begin), got {raw}.")
         return tuple(range(raw))
     if not isinstance(raw, list) or not raw:
         raise UserError(f"{where}: 'seeds' must be a non-empty list of integers or a count.")
@@ -325,9 +419,9 @@ def parse_seeds(where: str, raw) -> tuple[int, ...]:
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < MAX_SEED:
             raise UserError(f"{where}: seeds must be integers in [0, {MAX_SEED}), got {seed!r} "
                             "(larger seeds would share episodes with evaluation or datasets).")
-    duplicates = sorted({s for s in raw if raw.count(s) > 1})
+    duplicates = sorted(s for s, n in Counter(raw).items() if n > 1)
     if duplicates:
-        raise UserError(f"{where}: duplicate seeds {duplicates}; each seed may appear once.")
+        raise UserError(f"{where}: duplicate seeds {duplicates[:10]}; each seed may appear once.")
     return tuple(raw)
 
 
@@ -335,18 +429,17 @@ def parse_suite(raw: dict, where: str) -> Suite:
     _check_keys(where, raw, ("name", "tasks", "algorithms", "seeds", "protocol", "checkpoint",
                              "resources"))
     name = _field(where, raw, "name", str)
-    if not name or "/" in name or name.startswith((".", "_")):
-        raise UserError(f"{where}: 'name' must be a plain folder name (not starting with . or _), got {name!r}.")
+    check_folder_name(where, "name", name)
     tasks = _field(where, raw, "tasks", list)
     algorithms = _field(where, raw, "algorithms", list)
     if not tasks or not algorithms:
         raise UserError(f"{where}: 'tasks' and 'algorithms' must each list at least one entry.")
-    if len(set(map(str, tasks))) != len(tasks):
-        raise UserError(f"{where}: a task is listed twice in 'tasks'.")
+    twice = [t for t, n in Counter(map(str, tasks)).items() if n > 1]
+    if twice:
+        raise UserError(f"{where}: task '{twice[0]}' is listed twice in 'tasks'.")
     entries = tuple(parse_algorithm(f"{where}: algorithms[{i}]", a) for i, a in enumerate(algorithms))
-    labels = [e.label for e in entries]
-    for label in labels:
-        if labels.count(label) > 1:
+    for label, n in Counter(e.label for e in entries).items():
+        if n > 1:
             raise UserError(f"{where}: two algorithms share the label '{label}'; give each a "
                             "distinct 'label' (e.g. 'moto-no-bc').")
     suite = Suite(name, tuple(tasks), entries, parse_seeds(where, raw.get("seeds")),

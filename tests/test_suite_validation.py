@@ -52,6 +52,32 @@ BAD_SUITES = {
     "wrong config type": ("algorithms: [{name: bc, config: {batch_size: big}}]", "batch_size"),
     "duplicate label": ("algorithms: [bc, bc]", "share the label"),
     "unknown field": ("taks: [toy/reach]", "Did you mean 'tasks'"),
+    "NaN learning rate": ("algorithms: [{name: sac, preset: debug, config: {lr: .nan}}]",
+                          "sac.config.lr must be in (0, 1], got nan"),
+    "infinite learning rate": ("algorithms: [{name: iql, config: {lr: .inf}}]",
+                               "iql.config.lr must be in (0, 1], got inf"),
+    "negative learning rate": ("algorithms: [{name: dreamerv2, config: {actor_lr: -0.001}}]",
+                               "dreamerv2.config.actor_lr must be in (0, 1], got -0.001"),
+    "world model learning rate": ("algorithms: [{name: moto, config: {world_model_overrides: "
+                                  "{lr: 0}}}]", "world_model.config.lr must be in (0, 1], got 0.0"),
+    "discount above 1": ("algorithms: [{name: cql, config: {discount: 1.5}}]",
+                         "cql.config.discount must be in (0, 1], got 1.5"),
+    "inverted log-std bounds": ("algorithms: [{name: sac, config: {log_std_min: 3, log_std_max: 2}}]",
+                                "sac.config.log_std_min (3.0) must be below log_std_max (2.0)"),
+    "batch size past any memory": ("algorithms: [{name: bc, config: {batch_size: 10000000}}]",
+                                   "bc.config.batch_size must be in [1, 16384], got 10000000"),
+    "huge network": ("algorithms: [{name: bc, config: {hidden_dims: [256, 100000000]}}]",
+                     "bc.config.hidden_dims must hold values in [1, 1000000]"),
+    "seed count past the seed limit": ("seeds: 100001", "'seeds: N' needs 1 <= N <= 100000"),
+    "label too long for a folder": ("algorithms: [{name: bc, label: " + "x" * 300 + "}]",
+                                    "'label' becomes a folder name and is longer than 100 bytes"),
+    "NUL in a label": ('algorithms: [{name: bc, label: "a\\0b"}]',
+                       "'label' becomes a folder name and contains a control character"),
+    "newline in a name": ('name: "t\\nx"', "'name' becomes a folder name and contains a control"),
+    "sbatch value on two lines": ('algorithms: [{name: bc, resources: {sbatch: {comment: "a\\nb"}}}]',
+                                  "need a plain value (a string, number or true, on one line)"),
+    "sbatch flag written with dashes": ("algorithms: [{name: bc, resources: {sbatch: {--exclude: n1}}}]",
+                                        "sbatch flag name(s) ['--exclude'] are not flag names"),
 }
 
 
@@ -78,8 +104,11 @@ def test_bad_suite_exits_2_with_a_clear_message_and_writes_nothing(case, tmp_pat
 
 @pytest.mark.parametrize("protocol,expected", [
     ({"online_env_steps": 49}, "less than one episode of toy/reach (50 simulator steps)"),
-    ({"offline_steps": -5}, "protocol.offline_steps must be >= 0"),
-    ({"eval_episodes": 0}, "protocol.eval_episodes must be >= 1"),
+    ({"offline_steps": -5}, "protocol.offline_steps must be in [0, 10000000], got -5"),
+    ({"eval_episodes": 0}, "protocol.eval_episodes must be in [1, 10000], got 0"),
+    ({"offline_steps": 10**13}, "protocol.offline_steps must be in [0, 10000000], got 10000000000000"),
+    ({"dataset_episodes": 10**6}, "protocol.dataset_episodes must be in [1, 100000], got 1000000"),
+    ({"online_env_steps": 10**9}, "protocol.online_env_steps must be in [1, 100000000]"),
 ])
 def test_impossible_budgets_are_rejected(tmp_path, capsys, protocol, expected):
     path = small_suite(tmp_path, protocol=protocol)
@@ -146,12 +175,12 @@ def test_shipped_paper_suites_name_the_paper_protocol_and_all_algorithms():
 
 
 @pytest.mark.parametrize("algorithms,expected", [
-    ("[{name: bc, label: ../../x}]", "'label' must be a plain folder name"),
-    ("[{name: bc, label: ''}]", "'label' must be a plain folder name"),
+    ("[{name: bc, label: ../../x}]", "'label' becomes a folder name and is empty or starts with ."),
+    ("[{name: bc, label: ''}]", "'label' becomes a folder name and is empty"),
     ("[{name: bc, config: {1: 2}}]", "config keys must be field names"),
-    ("[{name: bc, config: {steps_per_call: 0}}]", "steps_per_call must be >= 1"),
-    ("[{name: bc, config: {hidden_dims: [64, 0]}}]", "hidden_dims must hold positive sizes"),
-    ("[{name: moto, config: {horizon: -1}}]", "moto.config.horizon must be >= 0"),
+    ("[{name: bc, config: {steps_per_call: 0}}]", "bc.config.steps_per_call must be in [1, 1000], got 0"),
+    ("[{name: bc, config: {hidden_dims: [64, 0]}}]", "bc.config.hidden_dims must hold values in [1, 1000000], got (64, 0)"),
+    ("[{name: moto, config: {horizon: -1}}]", "moto.config.horizon must be in [0, 1000], got -1"),
 ])
 def test_bad_labels_and_config_values(tmp_path, capsys, algorithms, expected):
     path = small_suite(tmp_path, algorithms=algorithms)
