@@ -1,5 +1,8 @@
 """Task environments: shapes, seeding, episode accounting, and the protocol's settings."""
 
+import importlib.util
+
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -115,10 +118,54 @@ def test_toy_reach_state_is_the_same_task_seen_as_positions():
 
 
 @pytest.mark.parametrize("task", ["toy/reach", "toy/reach-state", "metaworld/door-open",
-                                  "gym/Pendulum-v1"])
-def test_settings_are_known_without_building_the_simulator(task):
-    from harness.envs import env_settings, make_env
+                                  "gym/Pendulum-v1", "kitchen/mixed"])
+def test_settings_and_spaces_are_known_without_building_the_simulator(task):
+    from harness.envs import env_settings, make_env, task_info
 
     env = make_env(task, 0)
     assert env_settings(task) == env.settings()
+    info = task_info(task)
+    assert info.obs_shape == env.observation_space.shape
+    assert (info.action_dim,) == env.action_space.shape
     env.close()
+
+
+class _GoalEnv(gym.Env):
+    """A continuous-action env that observes a dict (like Gymnasium-Robotics' Fetch tasks)."""
+
+    action_space = gym.spaces.Box(-1, 1, (2,))
+    observation_space = gym.spaces.Dict({"observation": gym.spaces.Box(-1, 1, (3,))})
+
+
+def test_gym_tasks_must_observe_a_state_vector():
+    from harness.envs import task_info
+    from harness.errors import UserError
+
+    gym.register("MotoHarnessTestGoal-v0", entry_point=_GoalEnv, disable_env_checker=True)
+    try:
+        with pytest.raises(UserError, match="gym/ tasks need a state vector"):
+            task_info("gym/MotoHarnessTestGoal-v0")
+    finally:
+        del gym.registry["MotoHarnessTestGoal-v0"]
+
+
+BOX2D = importlib.util.find_spec("Box2D") is not None
+
+
+@pytest.mark.parametrize("task,expected", [
+    ("gym/CarRacing-v3", "gym/ tasks need a state vector" if BOX2D else
+     "Gymnasium cannot make this environment (DependencyNotInstalled: Box2D"),
+    ("gym/Reacher-v2", "Gymnasium cannot make this environment (ImportError"),
+    ("gym/CliffWalking-v0", "unknown Gymnasium id 'CliffWalking-v0'"),
+    ("gym/Blackjack-v1", "discrete action space"),
+    ("gym/NoSuchEnv-v9", "unknown Gymnasium id"),
+])
+def test_gym_ids_gymnasium_cannot_make_are_user_errors(task, expected):
+    """An id whose dependencies are missing (Box2D here), that needs an old package, or that
+    is deprecated is refused when the suite is checked, not by a traceback in a worker."""
+    from harness.envs import task_info
+    from harness.errors import UserError
+
+    with pytest.raises(UserError) as caught:
+        task_info(task)
+    assert expected in str(caught.value)

@@ -38,7 +38,9 @@ class TaskInfo:
     episode_steps: int  # agent steps per episode
     action_repeat: int  # simulator steps per agent step
     pixels: bool  # observations are 64x64x3 uint8 images
-    dataset_policy: str  # how its offline data is made: "scripted" or "random"
+    dataset_policy: str  # how its offline data is made: "scripted", "random" or "minari"
+    obs_shape: tuple[int, ...]  # one observation: (64, 64, 3) uint8 images, or (D,) float32
+    action_dim: int  # actions are in [-1, 1]^action_dim
     # Episodes of multi-target tasks (Kitchen) carry `targets_done` (T+1, K): they count as
     # successful for behaviour regularization when their first `bc_targets` targets are all
     # done at some step (kitchen/partial: 3). None: use `success`.

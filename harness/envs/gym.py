@@ -22,14 +22,23 @@ def task_info(env_id: str) -> TaskInfo:
         names = sorted(gym.registry)
         raise UserError(f"unknown Gymnasium id '{env_id}' in task 'gym/{env_id}'."
                         f"{closest(env_id, names)} ({err})") from None
-    probe = gym.make(env_id)
-    discrete = not isinstance(probe.action_space, gym.spaces.Box)
+    try:
+        probe = gym.make(env_id)
+    except Exception as err:  # noqa: BLE001 (any env's own error: a missing dependency, ...)
+        raise UserError(f"task 'gym/{env_id}': Gymnasium cannot make this environment "
+                        f"({type(err).__name__}: {str(err).strip()[:300]}). Install what it "
+                        "needs, or choose another task.") from None
+    action_space, observation_space = probe.action_space, probe.observation_space
     probe.close()
-    if discrete:
+    if not isinstance(action_space, gym.spaces.Box):
         raise UserError(f"task 'gym/{env_id}' has a discrete action space; only continuous "
                         "(Box) action spaces are supported.")
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise UserError(f"task 'gym/{env_id}' observes {observation_space}; gym/ tasks need a "
+                        "state vector (a 1-D Box observation space).")
     steps = spec.max_episode_steps or 1000
-    return TaskInfo(f"gym/{env_id}", "gym", steps, 1, False, "random")
+    return TaskInfo(f"gym/{env_id}", "gym", steps, 1, False, "random",
+                    obs_shape=observation_space.shape, action_dim=action_space.shape[0])
 
 
 def settings(info: TaskInfo) -> dict:
@@ -44,9 +53,6 @@ class GymState:
 
         self.spec_info = task_info(env_id)
         self._env = gym.make(env_id)
-        if not isinstance(self._env.action_space, gym.spaces.Box):
-            raise UserError(f"task 'gym/{env_id}' has a discrete action space; only continuous "
-                            "(Box) action spaces are supported.")
         self._low = self._env.action_space.low.astype(np.float64)
         self._high = self._env.action_space.high.astype(np.float64)
         shape = self._env.observation_space.shape

@@ -37,6 +37,7 @@ CAMERA = {"distance": 1.86, "azimuth": 90.0, "elevation": -60.0, "lookat": (-0.3
 IMAGE_SIZE = 64
 ACTION_REPEAT = 1
 EPISODE_STEPS = 280
+ACTION_DIM = 9  # 7 arm joint velocities and 2 gripper fingers
 DONE_DISTANCE = 0.3  # Gymnasium-Robotics BONUS_THRESH
 
 # Where each object's joints sit in the simulator's qpos (30 entries: robot 9, objects 21),
@@ -59,7 +60,7 @@ def task_names() -> list[str]:
 
 def task_info(name: str) -> TaskInfo:
     return TaskInfo(f"kitchen/{name}", "kitchen", EPISODE_STEPS, ACTION_REPEAT, True, "minari",
-                    bc_targets=BC_TARGETS[name])
+                    (IMAGE_SIZE, IMAGE_SIZE, 3), ACTION_DIM, bc_targets=BC_TARGETS[name])
 
 
 def settings(task_id: str) -> dict:
@@ -96,7 +97,7 @@ class KitchenPixels:
         self.episode_index = 0  # the next reset starts this episode (see harness.envs.base)
         self._renderer = FreeCameraRenderer(self.model, IMAGE_SIZE, **CAMERA)
         self.observation_space = gym.spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (9,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self._t = 0
 
     @property

@@ -22,6 +22,7 @@ CAMERA = {"distance": 0.75, "azimuth": 15.0, "elevation": -22.5, "lookat": (-0.1
 IMAGE_SIZE = 64
 ACTION_REPEAT = 2
 EPISODE_STEPS = 200
+ACTION_DIM = 4  # end-effector x, y, z and gripper
 HAND_START = (0.1, 0.5, 0.3)
 HAND_NOISE_STD = 0.02
 NOOP_STEPS = 10
@@ -36,7 +37,8 @@ def task_names() -> list[str]:
 
 
 def task_info(name: str) -> TaskInfo:
-    return TaskInfo(f"metaworld/{name}", "metaworld", EPISODE_STEPS, ACTION_REPEAT, True, "scripted")
+    return TaskInfo(f"metaworld/{name}", "metaworld", EPISODE_STEPS, ACTION_REPEAT, True, "scripted",
+                    (IMAGE_SIZE, IMAGE_SIZE, 3), ACTION_DIM)
 
 
 def settings(task_id: str) -> dict:
@@ -78,7 +80,7 @@ class MetaWorldPixels:
         self._policy = getattr(metaworld.policies, _policy_class_name(name))()
         self._renderer = FreeCameraRenderer(self._sim.model, IMAGE_SIZE, **CAMERA)
         self.observation_space = gym.spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         self._state = None
         self._t = 0
 

@@ -21,8 +21,8 @@ EPISODE_STEPS = 50
 STEP_SCALE = 0.08
 SUCCESS_RADIUS = 0.15
 DEMO_NOISE_STD = 0.3
-INFO = TaskInfo("toy/reach", "toy", EPISODE_STEPS, 1, True, "scripted")
-STATE_INFO = TaskInfo("toy/reach-state", "toy", EPISODE_STEPS, 1, False, "scripted")
+INFO = TaskInfo("toy/reach", "toy", EPISODE_STEPS, 1, True, "scripted", (SIZE, SIZE, 3), 2)
+STATE_INFO = TaskInfo("toy/reach-state", "toy", EPISODE_STEPS, 1, False, "scripted", (4,), 2)
 
 _PIXEL_CENTRES = (np.arange(SIZE) + 0.5) / SIZE * 2.0 - 1.0  # pixel centre coordinates in [-1, 1]
 
