@@ -122,9 +122,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from harness.data.collect import dataset_dir, default_data_dir, load_dataset
+    from harness.data.collect import check_dataset, dataset_dir, default_data_dir, ensure_dataset
     from harness.envs import make_env, task_info
     from harness.envs.metaworld import TASKS_10
+    from harness.suite import PROTOCOL_LIMITS
 
     if args.family == "kitchen":
         return _import_kitchen(args)
@@ -134,15 +135,20 @@ def cmd_data(args) -> int:
         tasks = ["toy/reach", "toy/reach-state"]
     for task in tasks:
         task_info(task)  # validate every name before generating anything
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    least, most = PROTOCOL_LIMITS["dataset_episodes"]
+    if not least <= args.episodes <= most:
+        raise UserError(f"--episodes must be in [{least}, {most}], got {args.episodes}.")
+    data_dir = _writable_dir(args.data_dir or default_data_dir(), "--data-dir")
     print(f"{'task':<28}{'episodes':>9}{'success':>9}{'return':>9}{'attempts':>9}  directory")
     for task in tasks:
         env = make_env(task, 0)
         settings = env.settings()
         env.close()
-        _, manifest = load_dataset(task, args.episodes, data_dir, settings,
-                                   lambda done, total: print(f"  {task}: {done}/{total}",
-                                                             file=sys.stderr, flush=True))
+        manifest = ensure_dataset(task, args.episodes, data_dir, settings,
+                                  lambda done, total: print(f"  {task}: {done}/{total}",
+                                                            file=sys.stderr, flush=True))
+        # Every episode the dataset holds, not only the ones asked for, is checked here.
+        check_dataset(task, dataset_dir(task, data_dir), manifest, manifest["episodes"])
         print(f"{task:<28}{manifest['episodes']:>9}{manifest['success_rate']:>9.2f}"
               f"{manifest['average_return']:>9.1f}{manifest['attempts']:>9}  "
               f"{dataset_dir(task, data_dir)}", flush=True)
@@ -159,7 +165,7 @@ def _import_kitchen(args) -> int:
         if task not in kitchen.SOURCES:
             raise UserError(f"--tasks {task}: Kitchen tasks are mixed and partial.")
     minari_dir = Path(args.minari_dir).expanduser() if args.minari_dir else kitchen.default_minari_dir()
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+    data_dir = _writable_dir(args.data_dir or default_data_dir(), "--data-dir")
 
     def progress(task, done, total):
         if done == total or done % 10 == 0:
@@ -197,7 +203,17 @@ def cmd_bench(args) -> int:
 
     from algorithms.base import get, implemented
     from harness import bench
+    from harness.envs import task_info
 
+    for flag, value, most in (("--steps", args.steps, 1_000_000), ("--frames", args.frames, 100_000),
+                              ("--update-calls", args.update_calls, 100_000),
+                              ("--steps-per-call", args.steps_per_call, 1000)):
+        if value is not None and not 1 <= value <= most:
+            raise UserError(f"{flag} must be in [1, {most}], got {value}.")
+    for task in args.tasks:
+        task_info(f"metaworld/{task}")  # names a MetaWorld task, or says which are
+    for name in args.algorithms or ():
+        get(name)
     figures = {"machine": bench.machine(), "jax_backend": jax.default_backend()}
     print(f"machine: {figures['machine']}; JAX backend: {figures['jax_backend']}", flush=True)
     if args.only in (None, "render"):

@@ -106,7 +106,9 @@ def plan(runs, results: Path, retry_failed: bool) -> Plan:
 
 
 def prepare_datasets(runs, data_dir: Path, generate: bool = True) -> None:
-    """Every task's dataset exists with enough episodes and this code's env settings."""
+    """Every task's dataset exists with enough episodes and this code's env settings, and the
+    episodes the runs will load are whole (shapes, dtypes, finite values): checked here, once,
+    so a damaged dataset stops the launch with exit 2 before any run starts."""
     from harness.data.collect import ensure_dataset
     from harness.envs import env_settings
 
@@ -114,6 +116,8 @@ def prepare_datasets(runs, data_dir: Path, generate: bool = True) -> None:
     for spec in runs:
         needed[spec.task] = max(needed.get(spec.task, 0), spec.protocol.dataset_episodes)
     for task, episodes in needed.items():
+        if episodes >= 100:
+            print(f"  checking dataset {task}: {episodes} episodes", flush=True)
         ensure_dataset(task, episodes, data_dir, env_settings(task), generate_missing=generate,
                        progress=lambda done, total, task=task: print(
                            f"  dataset {task}: {done}/{total} episodes", flush=True))

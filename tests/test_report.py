@@ -244,7 +244,9 @@ def test_report_of_nothing_is_a_clear_error(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path / "none")]) == 2
     assert "no runs to report" in capsys.readouterr().err
     assert main(["report", "--results", str(tmp_path), "--final-evals", "0"]) == 2
-    assert "--final-evals must be >= 1" in capsys.readouterr().err
+    assert "--final-evals must be in [1, 10000], got 0" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path), "--reps", str(10**9)]) == 2
+    assert "--reps must be in [100, 1000000]" in capsys.readouterr().err
 
 
 def test_the_overlap_check_finds_overlapping_text():

@@ -12,6 +12,7 @@ Datasets use a fixed data seed (not the run seed), so every run of a task shares
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -79,6 +80,8 @@ def generate(task_id: str, episodes: int, progress: Callable[[int, int], None] |
              ) -> tuple[list[dict], dict]:
     """Collect `episodes` offline episodes for a task; returns them and the manifest."""
     info = task_info(task_id)
+    if episodes < 1:
+        raise UserError(f"{task_id}: a dataset needs at least one episode, not {episodes}.")
     if info.dataset_policy == "minari":
         from harness.data import kitchen
 
@@ -128,15 +131,22 @@ def _comparable(settings: dict) -> dict:
 
 
 def write_dataset(directory: Path, episodes: list[dict], manifest: dict) -> None:
-    """Write a whole dataset atomically: a reader sees the old one or the new one, never half."""
+    """Write a whole dataset atomically: a reader sees the old one or the new one, never half.
+    The episodes go to a staging directory beside it, removed again if writing fails or is
+    interrupted; staging directories that crashed writers left behind are removed first."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_staging(directory)
     staging = directory.with_name(f"{directory.name}.writing-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    for i, episode in enumerate(episodes):
-        fmt.save_episode(staging / f"episode_{i:06d}.npz", episode)
-    fmt.write_manifest(staging, manifest)
+    try:
+        for i, episode in enumerate(episodes):
+            fmt.save_episode(staging / f"episode_{i:06d}.npz", episode)
+        fmt.write_manifest(staging, manifest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if directory.exists():
         retired = directory.with_name(f"{directory.name}.old-{os.getpid()}")
         os.replace(directory, retired)
@@ -146,13 +156,47 @@ def write_dataset(directory: Path, episodes: list[dict], manifest: dict) -> None
         os.replace(staging, directory)
 
 
+def remove_abandoned_staging(directory: Path) -> list[Path]:
+    """Remove `<name>.writing-<pid>` and `<name>.old-<pid>` beside `directory` whose process
+    is gone (a writer killed mid-way); returns what was removed."""
+    removed = []
+    for path in directory.parent.glob(f"{glob.escape(directory.name)}.*-*"):
+        kind, _, pid = path.name[len(directory.name) + 1:].rpartition("-")
+        if kind in ("writing", "old") and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def how_to_fix(task_id: str, directory: Path) -> str:
+    """What to do about a damaged dataset: make it again."""
+    if task_info(task_id).dataset_policy == "minari":
+        family, name = task_id.split("/", 1)
+        return (f"Delete {directory} and import it again: python -m harness data {family} "
+                f"--tasks {name}.")
+    return f"Delete {directory}; the next run (or python -m harness data) makes it again."
+
+
 def ensure_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: dict,
-                   progress: Callable[[int, int], None] | None = None, generate_missing: bool = True
-                   ) -> dict:
+                   progress: Callable[[int, int], None] | None = None, generate_missing: bool = True,
+                   check_episodes: bool = True) -> dict | None:
     """The task's dataset manifest, after generating the dataset if it is missing or short.
-    A dataset made under other env settings is refused (never mixed, never overwritten)."""
+    A dataset made under other env settings is refused (never mixed, never overwritten); so is
+    a damaged one (see `check_dataset`; `check_episodes=False` leaves the episode files' contents
+    to the caller, who loads them anyway)."""
     directory = dataset_dir(task_id, data_dir)
-    manifest = fmt.read_manifest(directory)
+    fix = how_to_fix(task_id, directory)
+    manifest = fmt.read_manifest(directory, fix)
     if manifest is not None and _comparable(manifest["env"]) != _comparable(env_settings):
         differing = sorted(k for k in set(manifest["env"]) | set(env_settings)
                            if _comparable(manifest["env"]).get(k) != _comparable(env_settings).get(k))
@@ -164,10 +208,36 @@ def ensure_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: di
         if not generate_missing:
             return None
         if task_info(task_id).dataset_policy == "minari":
-            return _import_minari(task_id, episodes, data_dir, manifest)
-        new_episodes, manifest = generate(task_id, episodes, progress)
-        write_dataset(directory, new_episodes, manifest)
+            manifest = _import_minari(task_id, episodes, data_dir, manifest)
+        else:
+            new_episodes, manifest = generate(task_id, episodes, progress)
+            write_dataset(directory, new_episodes, manifest)
+    check_dataset(task_id, directory, manifest, episodes if check_episodes else 0)
     return manifest
+
+
+def check_dataset(task_id: str, directory: Path, manifest: dict, check_first: int) -> None:
+    """The dataset is whole: its manifest names this task, its episode files are exactly
+    episode_000000.npz ... for the manifest's count, and the first `check_first` of them load
+    with this task's shapes, dtypes and finite values. A DatasetError says what is wrong."""
+    fix = how_to_fix(task_id, directory)
+    if manifest["task"] != task_id:
+        raise fmt.DatasetError(f"{directory / 'manifest.json'} is the manifest of {manifest['task']}, "
+                               f"not {task_id}. {fix}")
+    expected = [f"episode_{i:06d}.npz" for i in range(manifest["episodes"])]
+    present = [p.name for p in fmt.episode_paths(directory)]
+    if present != expected:
+        missing = sorted(set(expected) - set(present))
+        extra = sorted(set(present) - set(expected))
+        detail = "; ".join(part for part in (
+            f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}" if missing else "",
+            f"not in the manifest {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}"
+            if extra else "") if part)
+        raise fmt.DatasetError(f"{directory} holds {len(present)} episode files, but its manifest "
+                               f"says {manifest['episodes']} ({detail}). {fix}")
+    info = task_info(task_id)
+    for name in expected[:check_first]:
+        fmt.load_episode(directory / name, info, fix)
 
 
 def _import_minari(task_id: str, episodes: int, data_dir: Path, manifest: dict | None) -> dict:
@@ -189,7 +259,11 @@ def _import_minari(task_id: str, episodes: int, data_dir: Path, manifest: dict |
 
 def load_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: dict,
                  progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], dict]:
-    """The first `episodes` episodes of the task's dataset, generating it if it is missing."""
-    manifest = ensure_dataset(task_id, episodes, data_dir, env_settings, progress)
-    paths = fmt.episode_paths(dataset_dir(task_id, data_dir))[:episodes]
-    return [fmt.load_episode(p) for p in paths], manifest
+    """The first `episodes` episodes of the task's dataset, generating it if it is missing;
+    each checked as it loads (a DatasetError names a damaged file)."""
+    manifest = ensure_dataset(task_id, episodes, data_dir, env_settings, progress,
+                              check_episodes=False)
+    directory = dataset_dir(task_id, data_dir)
+    info, fix = task_info(task_id), how_to_fix(task_id, directory)
+    return [fmt.load_episode(directory / f"episode_{i:06d}.npz", info, fix)
+            for i in range(episodes)], manifest

@@ -29,9 +29,13 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+from harness.errors import UserError
 
 KEYS = ("obs", "action", "reward", "success", "is_first", "is_last", "is_terminal")
 OPTIONAL_KEYS = ("targets_done",)
@@ -54,7 +58,17 @@ def episode_success(episode: dict, bc_targets: int | None = None) -> bool:
     return bool(np.asarray(episode["success"]).any())
 
 
-def check_episode(episode: dict) -> None:
+class DatasetError(UserError):
+    """A dataset or episode file on disk that cannot be used as it is; the message names the
+    file, what is wrong, and how to get a good copy."""
+
+
+FLAG_KEYS = ("success", "is_first", "is_last", "is_terminal")
+
+
+def check_episode(episode: dict, info=None) -> None:
+    """The episode format (ValueError if not). With `info` (the task's `TaskInfo`) also the
+    task's shapes and dtypes, and that every number is finite."""
     missing = [k for k in KEYS if k not in episode]
     if missing:
         raise ValueError(f"episode is missing keys {missing}")
@@ -66,6 +80,24 @@ def check_episode(episode: dict) -> None:
         raise ValueError("is_first must be True exactly at index 0")
     if not episode["is_last"][-1] or episode["is_last"][:-1].any():
         raise ValueError("is_last must be True exactly at the final index")
+    if info is None:
+        return
+    expected = {"obs": ((n, *info.obs_shape), np.uint8 if info.pixels else np.float32),
+                "action": ((n, info.action_dim), np.float32), "reward": ((n,), np.float32),
+                **{k: ((n,), np.bool_) for k in FLAG_KEYS}}
+    for key, (shape, dtype) in expected.items():
+        array = episode[key]
+        if array.shape != shape or array.dtype != dtype:
+            raise ValueError(f"'{key}' is {array.dtype} {array.shape}, but {info.task_id} needs "
+                             f"{np.dtype(dtype)} {shape}")
+        if dtype == np.float32 and not np.isfinite(array).all():
+            raise ValueError(f"'{key}' holds {np.size(array) - np.isfinite(array).sum()} NaN or "
+                             "infinite values")
+    if "targets_done" in episode:
+        targets = episode["targets_done"]
+        if targets.dtype != np.bool_ or targets.ndim != 2 or targets.shape[1] < (info.bc_targets or 0):
+            raise ValueError(f"'targets_done' is {targets.dtype} {targets.shape}, but "
+                             f"{info.task_id} needs bool ({n}, K) with K >= {info.bc_targets}")
 
 
 def save_episode(path: Path, episode: dict) -> None:
@@ -75,10 +107,17 @@ def save_episode(path: Path, episode: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_episode(path: Path) -> dict:
-    with np.load(path) as archive:
-        episode = {k: archive[k] for k in KEYS + OPTIONAL_KEYS if k in archive.files}
-    check_episode(episode)
+def load_episode(path: Path, info=None, fix: str = "") -> dict:
+    """One episode file, checked (see `check_episode`); a file that cannot be read or is not a
+    valid episode raises DatasetError naming it, followed by `fix`."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            episode = {k: archive[k] for k in KEYS + OPTIONAL_KEYS if k in archive.files}
+        check_episode(episode, info)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        what = "is not a valid episode" if isinstance(err, ValueError) else "cannot be read"
+        size = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
+        raise DatasetError(f"{path} ({size}) {what}: {err}. {fix}".strip()) from None
     return episode
 
 
@@ -88,13 +127,43 @@ def episode_paths(directory: Path) -> list[Path]:
 
 def write_manifest(directory: Path, manifest: dict) -> None:
     tmp = directory / "manifest.json.tmp"
-    tmp.write_text(json.dumps({"format_version": FORMAT_VERSION, **manifest}, indent=2) + "\n")
+    # allow_nan=False: NaN is not JSON; a statistic of zero episodes must never be written.
+    tmp.write_text(json.dumps({"format_version": FORMAT_VERSION, **manifest}, indent=2,
+                              allow_nan=False) + "\n")
     os.replace(tmp, directory / "manifest.json")
 
 
-def read_manifest(directory: Path) -> dict | None:
+# What every manifest holds, and its type.
+MANIFEST_KEYS = {"format_version": int, "task": str, "episodes": int, "env": dict}
+
+
+def read_manifest(directory: Path, fix: str = "") -> dict | None:
+    """The dataset's manifest, None if there is none; one that is not JSON, or lacks a key
+    (MANIFEST_KEYS), raises DatasetError naming the file, followed by `fix`."""
     path = directory / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise DatasetError(f"{path} cannot be read as JSON ({err}). {fix}".strip()) from None
+    problems = [] if isinstance(manifest, dict) else ["it is not a JSON object"]
+    for key, kind in MANIFEST_KEYS.items():
+        if problems:
+            break
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            problems.append(f"'{key}' is missing or not {kind.__name__}")
+    if not problems and manifest["format_version"] != FORMAT_VERSION:
+        problems.append(f"format_version {manifest['format_version']} is not {FORMAT_VERSION}")
+    if not problems and manifest["episodes"] < 0:
+        problems.append(f"'episodes' is {manifest['episodes']}")
+    if problems:
+        raise DatasetError(f"{path} is not a dataset manifest: {problems[0]}. {fix}".strip())
+    return manifest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def most_targets_done(episode: dict) -> int | None:

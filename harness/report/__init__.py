@@ -24,10 +24,11 @@ def report(results: Path, out: Path, suite: str | None = None,
            final_evals: int = agg.FINAL_EVALS, reps: int = agg.REPS,
            include_unfinished: bool = False, warn=None) -> list[Path]:
     """Write the report of every suite under `results` (or of `suite`) into `out/<suite>/`."""
-    if final_evals < 1:
-        raise UserError(f"--final-evals must be >= 1, got {final_evals}.")
-    if reps < 100:
-        raise UserError(f"--reps must be >= 100 for a 95% interval to mean anything, got {reps}.")
+    if not 1 <= final_evals <= 10_000:
+        raise UserError(f"--final-evals must be in [1, 10000], got {final_evals}.")
+    if not 100 <= reps <= 1_000_000:
+        raise UserError(f"--reps must be in [100, 1000000] (fewer make a 95% interval "
+                        f"meaningless, more only take time), got {reps}.")
     loaded = load(Path(results), suite, warn)
     suites = sorted({r.suite for r in loaded.runs} | {p.split("/", 1)[0] for p in
                     [*loaded.not_started, *(path for path, _ in loaded.skipped)]})
