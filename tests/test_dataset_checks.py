@@ -189,3 +189,16 @@ def test_staging_left_by_a_killed_writer_is_removed_and_a_live_ones_kept(tmp_pat
         ["toy.reach", live.name, unrelated.name])
     assert remove_abandoned_staging(target) == []
     assert fmt.read_manifest(target)["episodes"] == 1
+
+
+def test_a_writer_killed_between_its_two_renames_loses_no_data(tmp_path):
+    """It had moved the old dataset aside and not yet moved the new one in: the old one is put
+    back, and the next write replaces it as usual."""
+    target = tmp_path / "toy.reach"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    write_dataset(target, [episode(5), episode(6)], {"task": "toy/reach", "episodes": 2, "env": {}})
+    os.replace(target, tmp_path / f"toy.reach.old-{dead}")
+    assert remove_abandoned_staging(target) == []
+    assert fmt.read_manifest(target)["episodes"] == 2
+    assert len(fmt.episode_paths(target)) == 2

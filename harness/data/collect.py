@@ -157,14 +157,20 @@ def write_dataset(directory: Path, episodes: list[dict], manifest: dict) -> None
 
 
 def remove_abandoned_staging(directory: Path) -> list[Path]:
-    """Remove `<name>.writing-<pid>` and `<name>.old-<pid>` beside `directory` whose process
-    is gone (a writer killed mid-way); returns what was removed."""
+    """Clean up after a writer that died mid-way (its pid is gone): remove its
+    `<name>.writing-<pid>` staging directory, and its `<name>.old-<pid>` (the dataset it was
+    replacing) unless `directory` itself is missing, when that old dataset is put back.
+    Returns the paths removed."""
     removed = []
-    for path in directory.parent.glob(f"{glob.escape(directory.name)}.*-*"):
+    for path in sorted(directory.parent.glob(f"{glob.escape(directory.name)}.*-*")):
         kind, _, pid = path.name[len(directory.name) + 1:].rpartition("-")
-        if kind in ("writing", "old") and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        if kind not in ("writing", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not directory.exists():
+            os.replace(path, directory)  # killed between its two renames: keep the old data
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
     return removed
 
 
