@@ -239,9 +239,13 @@ def _coerce(value, hint, where: str):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and isinstance(value, int) and abs(value) > 1e300:
+            raise ConfigError(f"{where}: {value} is too large for a float.")
         value = float(value) if ok else value
     elif hint is str:
         ok = isinstance(value, str)
+    elif hint is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
     elif origin is tuple:
         (item,) = set(typing.get_args(hint)) - {Ellipsis}
         ok = isinstance(value, (list, tuple))
@@ -251,5 +255,15 @@ def _coerce(value, hint, where: str):
         ok = True
     if not ok:
         name = getattr(hint, "__name__", str(hint))
-        raise ConfigError(f"{where}: expected {name}, got {value!r} ({type(value).__name__}).")
+        hint_text = ""
+        if hint is float and isinstance(value, str):
+            try:
+                float(value)
+                hint_text = f" YAML reads {value!r} as text; write it with a dot, e.g. 1.0e-3."
+            except ValueError:
+                pass
+        if hint is dict:
+            name = "a mapping of field names to values"
+        raise ConfigError(f"{where}: expected {name}, got {value!r} ({type(value).__name__})."
+                          f"{hint_text}")
     return value

@@ -81,6 +81,9 @@ class LatentBufferConfig:
 
     def __post_init__(self):
         check_config(self, self.ALGORITHM)
+        # The world model it will build, checked now (preset name, override names and values).
+        world_model_config(self.world_model,
+                           **{**self.world_model_overrides, "ensemble": self.ensemble})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,8 +33,16 @@ def _writable_dir(path, flag: str) -> Path:
         reason = f"{probe} is a file, not a directory"
     except OSError as err:
         reason = f"{err.strerror}" + (f": {err.filename}" if err.filename else "")
+    except RuntimeError as err:  # a symlink loop, or ~user for an unknown user
+        reason = str(err)
     raise UserError(f"directory {path} cannot be created or written ({reason}). Pass {flag} "
                     "with a writable path.")
+
+
+def _or_default(value, default):
+    """A flag's value, or `default()` when it was not given; an empty string is a value (and
+    then an error), never a silent fall-back to the default."""
+    return default() if value is None else value
 
 
 def _filter_runs(runs, only: list[str]):
@@ -70,7 +78,8 @@ def cmd_run(args) -> int:
     suite = load_suite(args.suite, args.set)
     runs = _filter_runs(suite.runs(), args.only)
     results = _writable_dir(args.results, "--results")
-    data_dir = _writable_dir(args.data_dir or default_data_dir(), "--data-dir")
+    _writable_dir(results / suite.name, "--results")  # the suite's own folder, if it exists
+    data_dir = _writable_dir(_or_default(args.data_dir, default_data_dir), "--data-dir")
     if args.max_parallel is not None and args.max_parallel < 1:
         raise UserError(f"--max-parallel must be >= 1, got {args.max_parallel}.")
     if args.executor != "slurm" and args.wait:
@@ -84,6 +93,8 @@ def cmd_status(args) -> int:
     from harness.launch import describe_progress
 
     results = Path(args.results)
+    if results.exists() and not results.is_dir():
+        raise UserError(f"--results {results} is a file; give the results directory.")
     counts: dict[str, int] = {}
     now = time.time()
     for run_dir in tree.iter_run_dirs(results, args.suite):
@@ -93,14 +104,14 @@ def cmd_status(args) -> int:
         if args.state and state not in args.state:
             continue
         status = status or {}
-        age = now - float(status.get("heartbeat", now))
+        age = now - (tree.number(status.get("heartbeat")) or now)
         detail = describe_progress(status)
         if state in ("running", "stale"):
             detail += f"; heartbeat {age:.0f} s ago on {status.get('host')} (pid {status.get('pid')})"
         if state == "stale":
             detail += "; its process is gone: run the suite again to resume it"
         if status.get("error") and state != "finished":
-            detail += f"; {status['error'].splitlines()[-1][:200]}"
+            detail += f"; {(str(status['error']).splitlines() or [''])[-1][:200]}"
         print(f"{state:<11} {run_dir.relative_to(results)}  {detail}")
     if not counts:
         print(f"no runs under {results}" + (f" for suite {args.suite}" if args.suite else ""))
@@ -113,7 +124,7 @@ def cmd_report(args) -> int:
     from harness.report import report
 
     results = Path(args.results)
-    out = Path(args.out) if args.out else results / "_report"
+    out = _writable_dir(_or_default(args.out, lambda: results / "_report"), "--out")
     written = report(results, out, args.suite, args.final_evals, args.reps, args.include_unfinished)
     for path in written:
         if path.name == "report.md":
@@ -132,13 +143,16 @@ def cmd_data(args) -> int:
     if args.family == "metaworld":
         tasks = [f"metaworld/{t}" for t in (args.tasks or TASKS_10)]
     else:
+        if args.tasks:
+            raise UserError("--tasks is for metaworld and kitchen; toy always makes toy/reach "
+                            "and toy/reach-state.")
         tasks = ["toy/reach", "toy/reach-state"]
     for task in tasks:
         task_info(task)  # validate every name before generating anything
     least, most = PROTOCOL_LIMITS["dataset_episodes"]
     if not least <= args.episodes <= most:
         raise UserError(f"--episodes must be in [{least}, {most}], got {args.episodes}.")
-    data_dir = _writable_dir(args.data_dir or default_data_dir(), "--data-dir")
+    data_dir = _writable_dir(_or_default(args.data_dir, default_data_dir), "--data-dir")
     print(f"{'task':<28}{'episodes':>9}{'success':>9}{'return':>9}{'attempts':>9}  directory")
     for task in tasks:
         env = make_env(task, 0)
@@ -149,9 +163,10 @@ def cmd_data(args) -> int:
                                                             file=sys.stderr, flush=True))
         # Every episode the dataset holds, not only the ones asked for, is checked here.
         check_dataset(task, dataset_dir(task, data_dir), manifest, manifest["episodes"])
-        print(f"{task:<28}{manifest['episodes']:>9}{manifest['success_rate']:>9.2f}"
-              f"{manifest['average_return']:>9.1f}{manifest['attempts']:>9}  "
-              f"{dataset_dir(task, data_dir)}", flush=True)
+        stats = [manifest.get(k) for k in ("success_rate", "average_return", "attempts")]
+        cells = [f"{v:>9.2f}" if isinstance(v, float) else f"{v!s:>9}" for v in stats]
+        print(f"{task:<28}{manifest['episodes']:>9}{''.join(cells)}  {dataset_dir(task, data_dir)}",
+              flush=True)
     return 0
 
 
@@ -164,8 +179,10 @@ def _import_kitchen(args) -> int:
     for task in tasks:
         if task not in kitchen.SOURCES:
             raise UserError(f"--tasks {task}: Kitchen tasks are mixed and partial.")
+    if args.minari_dir == "":
+        raise UserError("--minari-dir '': give the directory holding the Minari datasets.")
     minari_dir = Path(args.minari_dir).expanduser() if args.minari_dir else kitchen.default_minari_dir()
-    data_dir = _writable_dir(args.data_dir or default_data_dir(), "--data-dir")
+    data_dir = _writable_dir(_or_default(args.data_dir, default_data_dir), "--data-dir")
 
     def progress(task, done, total):
         if done == total or done % 10 == 0:
@@ -290,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "pending, running, stale, interrupted, finished, failed")
     status.add_argument("suite", nargs="?")
     status.add_argument("--results", default=str(DEFAULT_RESULTS))
-    status.add_argument("--state", nargs="+", help="only runs in these states")
+    status.add_argument("--state", nargs="+", help="only runs in these states",
+                        choices=["pending", "running", "stale", "interrupted", "finished",
+                                 "failed", "damaged"])
     status.set_defaults(func=cmd_status)
 
     rep = sub.add_parser("report", help="figures, tables and aggregate statistics of finished "

@@ -96,6 +96,8 @@ def plan(runs, results: Path, retry_failed: bool) -> Plan:
         directory = tree.run_dir(results, spec.run_id)
         status = tree.read_status(directory)
         state = tree.observed_state(directory, status) if status else "pending"
+        if state == "damaged":
+            raise UserError(status["error"])
         if state == "failed" and not retry_failed:
             result.failed.append(spec)
         elif state == "running":
@@ -339,7 +341,8 @@ class _Progress:
 
 
 def describe_progress(status: dict) -> str:
-    p = status.get("progress") or {}
+    p = status.get("progress")
+    p = p if isinstance(p, dict) else {}
     if p.get("phase") == "offline":
         text = f"offline {p.get('grad_steps', 0)}/{p.get('offline_steps', '?')} updates"
     elif p.get("phase") == "online":
@@ -347,8 +350,8 @@ def describe_progress(status: dict) -> str:
                 f"{p.get('episodes', 0)} episodes")
     else:
         text = p.get("phase") or status.get("state", "")
-    last = status.get("last_eval") or {}
-    if "eval_success" in last:
+    last = status.get("last_eval")
+    if isinstance(last, dict) and isinstance(last.get("eval_success"), (int, float)):
         text += f", success {last['eval_success']:.2f}"
     if status.get("message"):
         text += f" ({status['message']})"

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import platform
+import sys
 import threading
 import time
 from pathlib import Path
@@ -54,6 +55,9 @@ def _subdirs(path: Path):
             return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as err:  # unreadable, a symlink loop, /proc
+        print(f"warning: {path} cannot be read ({err.strerror}); skipped", file=sys.stderr)
+        return []
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -68,6 +72,9 @@ def read_status(run_dir: Path) -> dict | None:
         status = json.loads((Path(run_dir) / "status.json").read_text())
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    except OSError as err:  # a directory, or unreadable
+        return {"state": "damaged", "error": f"{Path(run_dir) / 'status.json'} cannot be read "
+                                            f"({err.strerror}); fix it or move the run away"}
     return status if isinstance(status, dict) else None
 
 
@@ -169,9 +176,17 @@ def observed_state(run_dir: Path, status: dict | None = None, now: float | None 
         if status.get("host") == platform.node():
             if not lock_is_held(run_dir):
                 return "stale"
-        elif (now or time.time()) - float(status.get("heartbeat", 0)) > STALE_AFTER_S:
+        elif (now or time.time()) - number(status.get("heartbeat")) > STALE_AFTER_S:
             return "stale"
-    return state
+    return state if isinstance(state, str) else "?"
+
+
+def number(value) -> float:
+    """A status field as a number; 0 when it is not one (an old or hand-edited file)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def mark_interrupted_if_gone(run_dir: Path, reason: str) -> bool:

@@ -43,7 +43,9 @@ anything is written.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +65,15 @@ MAX_NAME_BYTES = 100
 # Each protocol value's range, (least, most). The upper bounds are far above the paper's
 # values (10,000 offline steps, 500,000 online steps, 10 demonstrations): past them a value is
 # a typo that would run for weeks or fill the memory, not an experiment.
+# Resource values: (least, most); past the upper bounds a value is a typo (SLURM would queue it
+# forever or refuse it after the datasets were made).
+RESOURCE_LIMITS = {"cpus": (1, 1024), "gpus": (0, 64), "memory_gb": (0.1, 100_000),
+                   "time_min": (1, 527_040), "array_parallelism": (1, 100_000),
+                   "max_requeues": (0, 1000)}
+# sbatch flags the launcher sets itself (from resources, or for checkpointing and arrays).
+HARNESS_SBATCH_FLAGS = {"job-name", "cpus-per-task", "ntasks-per-node", "ntasks", "time", "mem",
+                        "gpus-per-node", "partition", "account", "qos", "constraint",
+                        "requeue", "array", "signal", "output", "error", "open-mode", "wrap"}
 PROTOCOL_LIMITS = {
     "offline_steps": (0, 10_000_000),
     "online_env_steps": (1, 100_000_000),
@@ -176,9 +187,10 @@ class Suite:
         return dataclasses.replace(self.resources, **dict(entry.resources))
 
     def runs(self) -> list[RunSpec]:
-        resources = {algo: self.resources_for(algo) for algo in self.algorithms}
-        return [RunSpec(self.name, task, algo, seed, self.protocol, self.checkpoint, resources[algo])
-                for task in self.tasks for algo in self.algorithms for seed in self.seeds]
+        # Entries are not hashable (config values may be lists or mappings): pair, don't key.
+        entries = [(algo, self.resources_for(algo)) for algo in self.algorithms]
+        return [RunSpec(self.name, task, algo, seed, self.protocol, self.checkpoint, resources)
+                for task in self.tasks for algo, resources in entries for seed in self.seeds]
 
 
 def resolve_path(suite: str) -> Path:
@@ -235,14 +247,44 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# A suite is at most a few thousand values; aliases (`*name`) may repeat a node, and ten nested
+# aliases of ten make a 600-byte file of 10^9 values (a "billion laughs"), so the values a
+# document stands for, aliases expanded, are counted before it is built.
+MAX_YAML_VALUES = 1_000_000
+
+
 def parse_yaml(text: str, where: str):
     """`text` as YAML (with `StrictLoader`), or a UserError naming `where`."""
     try:
-        return yaml.load(text, Loader=StrictLoader)
+        loader = StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_size(node, {}) > MAX_YAML_VALUES:
+                raise UserError(f"{where}: the YAML stands for more than {MAX_YAML_VALUES} values "
+                                "once its aliases (*name) are expanded; a suite is far smaller.")
+            return None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
-        raise UserError(f"{where}: not valid YAML ({err}). Fix the syntax and run again.") from None
+        message = " ".join(str(err).split())
+        raise UserError(f"{where}: not valid YAML ({message}). Fix the syntax and run again.") from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"{where}: a value cannot be read ({err}).") from None
     except RecursionError:
         raise UserError(f"{where}: the YAML is nested too deeply to be a suite.") from None
+
+
+def _expanded_size(node, sizes: dict) -> int:
+    """How many values `node` stands for with every alias expanded (shared nodes counted once
+    per use, each computed once)."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # a recursive alias counts once
+        if isinstance(node, yaml.SequenceNode):
+            sizes[id(node)] += sum(_expanded_size(child, sizes) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            sizes[id(node)] += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes)
+                                   for k, v in node.value)
+    return sizes[id(node)]
 
 
 def load_suite(suite: str, sets: list[str] = ()) -> Suite:
@@ -270,6 +312,9 @@ def _apply_set(raw: dict, assignment: str) -> None:
     key, value = assignment.split("=", 1)
     parts = key.split(".")
     node = raw
+    if not all(parts):
+        raise UserError(f"--set {assignment}: '{key}' is not a field; write KEY=VALUE with KEY "
+                        "like protocol.offline_steps.")
     for part in parts[:-1]:
         if not isinstance(node.get(part), dict):
             raise UserError(f"--set {assignment}: '{part}' is not a section of the suite")
@@ -285,9 +330,19 @@ def _field(where: str, raw: dict, key: str, kind, *, required=True, default=None
     value = raw[key]
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
-        want = getattr(kind, "__name__", str(kind))
-        raise UserError(f"{where}: field '{key}' must be {want}, got {value!r}.")
+        want = "a number" if kind == (int, float) else f"{kind.__name__}"
+        raise UserError(f"{where}: field '{key}' must be {want}, got {value!r}.{float_hint(value)}")
     return value
+
+
+def float_hint(value) -> str:
+    """YAML 1.1 reads 1e-3 (no dot) as a string: say how to write it as a number."""
+    try:
+        float(value) if isinstance(value, str) else None
+    except ValueError:
+        return ""
+    return (f" YAML reads {value!r} as text; write it with a dot, e.g. 1.0e-3."
+            if isinstance(value, str) else "")
 
 
 def check_folder_name(where: str, key: str, value: str) -> None:
@@ -297,7 +352,7 @@ def check_folder_name(where: str, key: str, value: str) -> None:
         problem = "is empty or starts with . or _"
     elif "/" in value or "\\" in value:
         problem = "contains a slash"
-    elif not value.isprintable():
+    elif any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in value):
         problem = "contains a control character"
     elif len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         problem = f"is longer than {MAX_NAME_BYTES} bytes"
@@ -365,27 +420,36 @@ def parse_resources(where: str, raw, partial: bool = False):
                 raise UserError(f"{where}: 'sbatch' must map flag names to values, e.g. "
                                 "{exclude: node7, mail-type: FAIL}.")
             bad = [k for k, v in value.items() if not isinstance(v, (str, int, float, bool))
-                   or not str(v).isprintable()]
+                   or not str(v).isprintable() or isinstance(v, float) and not math.isfinite(v)]
             flags = [k for k in value if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", k)]
             if flags:
                 raise UserError(f"{where}: sbatch flag name(s) {flags} are not flag names; write "
                                 "them without dashes, e.g. {mail-type: FAIL}.")
+            ours = [k for k in value if k.replace("_", "-") in HARNESS_SBATCH_FLAGS]
+            if ours:
+                raise UserError(f"{where}: sbatch flag(s) {ours} are set by the harness from "
+                                "resources (cpus, gpus, memory_gb, time_min, partition, account, "
+                                "qos, constraint, array_parallelism); set those instead.")
             if bad:
                 raise UserError(f"{where}: sbatch flag(s) {bad} need a plain value (a string, "
                                 "number or true, on one line).")
             values[key] = tuple(sorted(value.items()))
         elif key in ("partition", "account", "qos", "constraint"):
-            if value is not None and not (isinstance(value, str) and value and value.isprintable()):
-                raise UserError(f"{where}: '{key}' must be a name, got {value!r}.")
+            if value is not None and not (isinstance(value, str) and value and value.isprintable()
+                                          and " " not in value):
+                raise UserError(f"{where}: '{key}' must be a name (no spaces), got {value!r}.")
             values[key] = value
         elif key == "memory_gb":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise UserError(f"{where}: 'memory_gb' must be a positive number, got {value!r}.")
+            least, most = RESOURCE_LIMITS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not least <= value <= most:
+                raise UserError(f"{where}: 'memory_gb' must be a number in [{least}, {most}], got "
+                                f"{value!r}.{float_hint(value)}")
             values[key] = float(value)
         else:
-            least = 0 if key == "gpus" or key == "max_requeues" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise UserError(f"{where}: '{key}' must be an integer >= {least}, got {value!r}.")
+            least, most = RESOURCE_LIMITS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= most:
+                raise UserError(f"{where}: '{key}' must be an integer in [{least}, {most}], got "
+                                f"{value!r}.")
             values[key] = value
     return tuple(sorted(values.items())) if partial else Resources(**values)
 
@@ -401,9 +465,9 @@ def parse_checkpoint(where: str, raw) -> CheckpointPolicy:
     minutes = _field(f"{where}: checkpoint", raw, "every_minutes", (int, float), required=False,
                      default=10.0)
     keep = _field(f"{where}: checkpoint", raw, "keep", bool, required=False, default=False)
-    if episodes < 1 or isinstance(minutes, bool) or not 0 <= minutes < float("inf"):
+    if episodes < 1 or isinstance(minutes, bool) or not 0 <= minutes < 10**9:
         raise UserError(f"{where}: checkpoint.every_episodes must be >= 1 and every_minutes a "
-                        f"finite number >= 0, got {episodes} and {minutes!r}.")
+                        f"number in [0, 1e9), got {episodes} and {minutes!r}.")
     return CheckpointPolicy(episodes, float(minutes), keep)
 
 

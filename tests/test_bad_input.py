@@ -141,3 +141,156 @@ def test_bench_flags_are_checked_before_anything_is_timed(argv, expected, capsys
     assert main(argv) == 2
     err = capsys.readouterr()
     assert expected in err.err and "machine:" not in err.out
+
+
+# -- cases found by probing the CLI with ~100 malformed inputs --------------------------------
+
+def test_list_and_mapping_config_values_still_expand_into_runs(tmp_path, capsys):
+    """Entries with list or mapping values are not hashable; expanding the runs used them as
+    dict keys and crashed on valid suites."""
+    path = small_suite(tmp_path, algorithms="[{name: bc, preset: debug, config: {hidden_dims: "
+                       "[64, 64]}}, {name: dreamerv2, preset: debug, config: "
+                       "{world_model_overrides: {deter: 16}}}]", protocol={"offline_steps": 40,
+                                                                           "updates_per_episode": 40})
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), "--dry-run"]) == 0
+    assert "t/toy.reach/dreamerv2/seed0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("config,expected", [
+    ("{world_model_overrides: [1]}", "expected a mapping of field names to values, got [1]"),
+    ("{world_model_overrides: null}", "expected a mapping of field names to values, got None"),
+    ("{world_model_overrides: {1: 2}}", "expected a mapping of field names to values"),
+    ("{actor_lr: 1e-3}", "YAML reads '1e-3' as text; write it with a dot, e.g. 1.0e-3"),
+    ("{actor_lr: " + "9" * 400 + "}", "is too large for a float"),
+])
+def test_bad_config_value_types(tmp_path, capsys, config, expected):
+    path = small_suite(tmp_path, algorithms=f"[{{name: dreamerv2, preset: debug, config: {config}}}]",
+                       protocol={"offline_steps": 40, "updates_per_episode": 40})
+    refused(["run", str(path)], tmp_path, capsys, expected)
+
+
+def test_latent_buffer_agents_check_their_world_model_before_running(tmp_path, capsys):
+    path = small_suite(tmp_path, algorithms="[{name: lompo, config: {world_model: nosuch}}]")
+    refused(["run", str(path)], tmp_path, capsys, "has no preset 'nosuch'")
+    path = small_suite(tmp_path, algorithms="[{name: combo, config: {world_model_overrides: "
+                                            "{deter: -5}}}]")
+    refused(["run", str(path)], tmp_path, capsys, "world_model.config.deter must be in [1, 1000000]")
+
+
+def test_numbers_past_what_python_or_floats_hold(tmp_path, capsys):
+    path = small_suite(tmp_path, seeds="9" * 5000)
+    refused(["run", str(path)], tmp_path, capsys, "a value cannot be read (Exceeds the limit")
+    path = small_suite(tmp_path)
+    path.write_text(path.read_text() + "checkpoint: {every_minutes: " + "9" * 400 + "}\n")
+    refused(["run", str(path)], tmp_path, capsys, "every_minutes a number in [0, 1e9)")
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path, capsys):
+    """Nine levels of ten aliases: 10^9 values from a 600-byte file."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    path = small_suite(tmp_path)
+    path.write_text("\n".join(lines) + "\n" + path.read_text().replace("tasks: [toy/reach]",
+                                                                        "tasks: *a8"))
+    start = time.monotonic()
+    refused(["run", str(path)], tmp_path, capsys, "more than 1000000 values once its aliases")
+    assert time.monotonic() - start < 10
+
+
+def test_symlink_loops_and_unknown_home_directories(tmp_path, capsys):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    path = small_suite(tmp_path)
+    assert main(["run", str(path), "--results", str(loop / "x")]) == 2
+    assert "cannot be created or written" in capsys.readouterr().err
+    assert main(["run", str(path), "--results", "~no-such-user-here/x"]) == 2
+    assert "cannot be created or written" in capsys.readouterr().err
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), "--data-dir", ""]) == 2
+    assert "--data-dir '': give a directory path" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_status_and_report_survive_unreadable_and_damaged_results(tmp_path, capsys):
+    results = tmp_path / "results"
+    run_dir = results / "t" / "toy.reach" / "bc" / "seed0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "status.json").write_text('{"state": "running", "host": "elsewhere", '
+                                         '"heartbeat": "abc", "error": 5, "progress": [1]}')
+    assert main(["status", "--results", str(results)]) == 0
+    assert "stale" in capsys.readouterr().out
+    (run_dir / "status.json").unlink()
+    (run_dir / "status.json").mkdir()
+    assert main(["status", "--results", str(results)]) == 0
+    assert "damaged" in capsys.readouterr().out
+    path = small_suite(tmp_path)
+    assert main(["run", str(path), "--results", str(results), "--dry-run"]) == 2
+    assert f"{run_dir / 'status.json'} cannot be read" in capsys.readouterr().err
+    (run_dir / "config.yaml").mkdir()
+    main(["report", "--results", str(results), "--out", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    assert "config.yaml cannot be read" in err and "Traceback" not in err
+    if os.path.isdir("/proc/self"):
+        assert main(["status", "--results", "/proc"]) == 0
+        assert main(["report", "--results", "/proc", "--out", str(tmp_path / "o")]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_report_out_and_status_results_are_checked(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["report", "--results", str(tmp_path), "--out", str(blocker)]) == 2
+    assert f"Pass --out with a writable path" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path), "--out", ""]) == 2
+    assert main(["status", "--results", str(blocker)]) == 2
+    assert "is a file; give the results directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        main(["status", "--state", "bogus"])
+    assert caught.value.code == 2
+
+
+def test_a_suite_folder_that_is_a_file_is_refused(tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "t").write_text("not a folder")
+    path = small_suite(tmp_path)
+    assert main(["run", str(path), "--results", str(results)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert (results / "t").read_text() == "not a folder"
+
+
+def test_set_with_an_empty_key_names_the_flag(tmp_path, capsys):
+    path = small_suite(tmp_path)
+    refused(["run", str(path), "--set", "=3"], tmp_path, capsys, "--set =3: '' is not a field")
+    refused(["run", str(path), "--set", "protocol.=1"], tmp_path, capsys, "--set protocol.=1:")
+
+
+def test_yaml_errors_are_one_line(tmp_path, capsys):
+    path = write_suite(tmp_path, "name: t\ntasks: [toy/reach\n")
+    err = refused(["run", str(path)], tmp_path, capsys, "not valid YAML")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("label,accepted", [
+    ("👨\u200d👩\u200d👧", True),  # zero-width joiners inside an emoji
+    ("bc\u00a0fast", True),  # a no-break space
+    ("\u200fبي", True),  # a right-to-left mark
+    ("bc\u2028x", False),  # a line separator
+    ("bc\x1bx", False),  # an escape
+])
+def test_unicode_labels_that_folders_can_hold(tmp_path, capsys, label, accepted):
+    from harness.suite import check_folder_name
+    from harness.errors import UserError
+
+    if accepted:
+        check_folder_name("x", "label", label)
+    else:
+        with pytest.raises(UserError, match="contains a control character"):
+            check_folder_name("x", "label", label)
+
+
+def test_data_command_flags(tmp_path, capsys):
+    assert main(["data", "toy", "--tasks", "nosuch", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "--tasks is for metaworld and kitchen" in capsys.readouterr().err
+    assert main(["data", "kitchen", "--minari-dir", "", "--data-dir", str(tmp_path / "d")]) == 2
+    assert "--minari-dir ''" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -202,3 +202,31 @@ def test_a_writer_killed_between_its_two_renames_loses_no_data(tmp_path):
     assert remove_abandoned_staging(target) == []
     assert fmt.read_manifest(target)["episodes"] == 2
     assert len(fmt.episode_paths(target)) == 2
+
+
+def test_a_dataset_path_that_is_a_file_is_left_alone(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "toy.reach").write_text("my notes")
+    refused(tmp_path, data, capsys, "should be toy/reach's dataset directory but is a file")
+    assert main(["data", "toy", "--episodes", "1", "--data-dir", str(data)]) == 2
+    assert (data / "toy.reach").read_text() == "my notes"
+    assert sorted(p.name for p in data.iterdir()) == ["toy.reach"]
+
+
+def test_absurd_episode_counts_and_missing_statistics(tmp_path, data, capsys):
+    path = data / "toy.reach" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "episodes": 10**14}))
+    refused(tmp_path, data, capsys, "'episodes' is 100000000000000, not in [0, 10000000]")
+    del manifest["success_rate"]
+    path.write_text(json.dumps(manifest))
+    assert main(["data", "toy", "--episodes", "2", "--data-dir", str(data)]) == 0
+    assert "None" in capsys.readouterr().out
+
+
+def test_an_episode_file_that_is_a_directory(tmp_path, data, capsys):
+    path = data / "toy.reach" / "episode_000001.npz"
+    path.unlink()
+    path.mkdir()
+    refused(tmp_path, data, capsys, f"{path} (a directory) cannot be read")

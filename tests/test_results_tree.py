@@ -163,11 +163,21 @@ def test_resources_and_checkpointing_parse_merge_per_algorithm_and_are_not_ident
 
 
 @pytest.mark.parametrize("extra,expected", [
-    ("resources: {gpus: -1}", "'gpus' must be an integer >= 0"),
+    ("resources: {gpus: -1}", "'gpus' must be an integer in [0, 64], got -1"),
     ("resources: {cpu: 2}", "Did you mean 'cpus'"),
     ("resources: {sbatch: [x]}", "'sbatch' must map flag names"),
-    ("resources: {memory_gb: 0}", "'memory_gb' must be a positive number"),
-    ("checkpoint: {every_minutes: -1}", "every_minutes a finite number >= 0"),
+    ("resources: {memory_gb: 0}", "'memory_gb' must be a number in [0.1, 100000], got 0"),
+    ("resources: {memory_gb: 0.0001}", "'memory_gb' must be a number in [0.1, 100000]"),  # 0M = all
+    ("resources: {memory_gb: .inf}", "'memory_gb' must be a number in [0.1, 100000], got inf"),
+    ("resources: {memory_gb: 1e3}", "YAML reads '1e3' as text; write it with a dot"),
+    ("resources: {time_min: 1000000000000}", "'time_min' must be an integer in [1, 527040]"),
+    ("resources: {array_parallelism: 1000000000}", "'array_parallelism' must be an integer in"),
+    ("resources: {partition: 'a b'}", "'partition' must be a name (no spaces)"),
+    ("resources: {sbatch: {time: 5, mem: 3}}", "sbatch flag(s) ['time', 'mem'] are set by the "
+                                               "harness from resources"),
+    ("resources: {sbatch: {nice: .nan}}", "need a plain value"),
+    ("checkpoint: {every_minutes: -1}", "every_minutes a number in [0, 1e9), got 10 and -1"),
+    ("checkpoint: {every_minutes: '5'}", "field 'every_minutes' must be a number, got '5'"),
     ("checkpoint: {every_episode: 3}", "Did you mean 'every_episodes'"),
 ])
 def test_bad_resources_and_checkpoint_settings_are_refused(tmp_path, capsys, extra, expected):

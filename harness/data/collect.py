@@ -135,6 +135,8 @@ def write_dataset(directory: Path, episodes: list[dict], manifest: dict) -> None
     The episodes go to a staging directory beside it, removed again if writing fails or is
     interrupted; staging directories that crashed writers left behind are removed first."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise fmt.DatasetError(f"{directory} is a file, not a dataset directory; move it away.")
     directory.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_staging(directory)
     staging = directory.with_name(f"{directory.name}.writing-{os.getpid()}")
@@ -202,6 +204,9 @@ def ensure_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: di
     to the caller, who loads them anyway)."""
     directory = dataset_dir(task_id, data_dir)
     fix = how_to_fix(task_id, directory)
+    if directory.exists() and not directory.is_dir():
+        raise fmt.DatasetError(f"{directory} should be {task_id}'s dataset directory but is a "
+                               "file; move it away (it is left as it is).")
     manifest = fmt.read_manifest(directory, fix)
     if manifest is not None and _comparable(manifest["env"]) != _comparable(env_settings):
         differing = sorted(k for k in set(manifest["env"]) | set(env_settings)

@@ -116,7 +116,8 @@ def load_episode(path: Path, info=None, fix: str = "") -> dict:
         check_episode(episode, info)
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as err:
         what = "is not a valid episode" if isinstance(err, ValueError) else "cannot be read"
-        size = f"{path.stat().st_size} bytes" if path.is_file() else "missing"
+        size = (f"{path.stat().st_size} bytes" if path.is_file() else
+                "a directory" if path.is_dir() else "missing")
         raise DatasetError(f"{path} ({size}) {what}: {err}. {fix}".strip()) from None
     return episode
 
@@ -133,6 +134,7 @@ def write_manifest(directory: Path, manifest: dict) -> None:
     os.replace(tmp, directory / "manifest.json")
 
 
+MAX_EPISODES = 10_000_000  # far above any dataset (D4RL Kitchen: 621; ours: 10 per task)
 # What every manifest holds, and its type.
 MANIFEST_KEYS = {"format_version": int, "task": str, "episodes": int, "env": dict}
 
@@ -155,8 +157,8 @@ def read_manifest(directory: Path, fix: str = "") -> dict | None:
             problems.append(f"'{key}' is missing or not {kind.__name__}")
     if not problems and manifest["format_version"] != FORMAT_VERSION:
         problems.append(f"format_version {manifest['format_version']} is not {FORMAT_VERSION}")
-    if not problems and manifest["episodes"] < 0:
-        problems.append(f"'episodes' is {manifest['episodes']}")
+    if not problems and not 0 <= manifest["episodes"] <= MAX_EPISODES:
+        problems.append(f"'episodes' is {manifest['episodes']}, not in [0, {MAX_EPISODES}]")
     if problems:
         raise DatasetError(f"{path} is not a dataset manifest: {problems[0]}. {fix}".strip())
     return manifest

@@ -126,6 +126,8 @@ def read_config(path: Path) -> dict:
         raise BadFile("config.yaml is missing (the run's task, algorithm and seed are unknown)") from None
     except UnicodeDecodeError:
         raise BadFile("config.yaml is not text") from None
+    except OSError as err:
+        raise BadFile(f"config.yaml cannot be read ({err.strerror})") from None
     try:
         config = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as err:
@@ -138,6 +140,11 @@ def read_config(path: Path) -> dict:
         missing.append("algorithm.name/label")
     if missing:
         raise BadFile(f"config.yaml lacks {', '.join(dict.fromkeys(missing))}")
+    names = {"suite": config["suite"], "task": config["task"], "algorithm.name": algorithm["name"],
+             "algorithm.label": algorithm["label"]}
+    for key, value in names.items():
+        if not isinstance(value, str):
+            raise BadFile(f"config.yaml: {key} {value!r} is not a string")
     if not isinstance(config["seed"], int) or isinstance(config["seed"], bool):
         raise BadFile(f"config.yaml: seed {config['seed']!r} is not an integer")
     return config
@@ -158,6 +165,8 @@ def read_metrics(path: Path, finished: bool) -> tuple[pd.DataFrame, list[str]]:
         if finished:
             raise BadFile("metrics.csv is missing") from None
         return _empty(), []
+    except OSError as err:
+        raise BadFile(f"metrics.csv cannot be read ({err.strerror})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
