@@ -181,6 +181,17 @@ def observed_state(run_dir: Path, status: dict | None = None, now: float | None 
     return state if isinstance(state, str) else "?"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def number(value) -> float:
     """A status field as a number; 0 when it is not one (an old or hand-edited file)."""
     try:

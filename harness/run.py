@@ -43,7 +43,7 @@ from harness.data.format import episode_return, episode_success, most_targets_do
 from harness.envs import make_env
 from harness.log import CsvLog
 from harness.replay import EpisodeReplay
-from harness.results import HEARTBEAT_S, RunBusy, RunLock, StatusFile, identity
+from harness.results import HEARTBEAT_S, RunBusy, RunLock, StatusFile, identity, process_alive
 from harness.suite import RunSpec
 
 EVAL_SEED_OFFSET = 100_000
@@ -416,7 +416,7 @@ def _heartbeat(status: StatusFile, stop: StopRequest, done: threading.Event) -> 
     launcher = int(os.environ.get(LAUNCHER_PID_ENV, "0") or 0)
     orphaned_at = None
     while not done.wait(min(HEARTBEAT_S, 1.0) if launcher else HEARTBEAT_S):
-        if launcher and orphaned_at is None and not _alive(launcher):
+        if launcher and orphaned_at is None and not process_alive(launcher):
             orphaned_at = time.monotonic()
             stop.request(f"the launcher (pid {launcher}) is gone")
         if orphaned_at is not None and time.monotonic() - orphaned_at > ORPHAN_GRACE_S:
@@ -428,16 +428,6 @@ def _heartbeat(status: StatusFile, stop: StopRequest, done: threading.Event) -> 
                 status.beat()
             except OSError:
                 pass  # a full disk: the main loop meets it too and records the failure
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def execute(spec: RunSpec, results_dir: Path, data_dir: Path, show_progress: bool = True,

@@ -25,6 +25,7 @@ import numpy as np
 from harness.data import format as fmt
 from harness.envs import make_env, task_info
 from harness.errors import UserError
+from harness.results import process_alive
 
 DATA_SEED = 1_000_003
 MAX_ATTEMPTS_PER_DEMO = 3
@@ -166,7 +167,7 @@ def remove_abandoned_staging(directory: Path) -> list[Path]:
     removed = []
     for path in sorted(directory.parent.glob(f"{glob.escape(directory.name)}.*-*")):
         kind, _, pid = path.name[len(directory.name) + 1:].rpartition("-")
-        if kind not in ("writing", "old") or not pid.isdigit() or _alive(int(pid)):
+        if kind not in ("writing", "old") or not pid.isdigit() or process_alive(int(pid)):
             continue
         if kind == "old" and not directory.exists():
             os.replace(path, directory)  # killed between its two renames: keep the old data
@@ -174,16 +175,6 @@ def remove_abandoned_staging(directory: Path) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def how_to_fix(task_id: str, directory: Path) -> str:
