@@ -43,6 +43,17 @@ def closest(name: str, choices) -> str:
     return f" Did you mean '{match[0]}'?" if match else ""
 
 
+def float_hint(value) -> str:
+    """YAML 1.1 reads 1e-3 (no dot) as a string: a hint on how to write it as a number."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return f" YAML reads {value!r} as text; write it with a dot, e.g. 1.0e-3."
+
+
 @dataclass(frozen=True)
 class Transitions:
     """Train on single transitions with `frame_stack` stacked frames."""
@@ -255,13 +266,7 @@ def _coerce(value, hint, where: str):
         ok = True
     if not ok:
         name = getattr(hint, "__name__", str(hint))
-        hint_text = ""
-        if hint is float and isinstance(value, str):
-            try:
-                float(value)
-                hint_text = f" YAML reads {value!r} as text; write it with a dot, e.g. 1.0e-3."
-            except ValueError:
-                pass
+        hint_text = float_hint(value) if hint is float else ""
         if hint is dict:
             name = "a mapping of field names to values"
         raise ConfigError(f"{where}: expected {name}, got {value!r} ({type(value).__name__})."

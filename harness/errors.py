@@ -1,6 +1,6 @@
 """Errors that are the user's to fix: the CLI prints them without a traceback and exits 2."""
 
-from algorithms.base import ConfigError, closest
+from algorithms.base import ConfigError, closest, float_hint
 
 
 class UserError(Exception):
@@ -9,4 +9,4 @@ class UserError(Exception):
 
 USER_ERRORS = (UserError, ConfigError)
 
-__all__ = ["USER_ERRORS", "UserError", "closest"]
+__all__ = ["USER_ERRORS", "UserError", "closest", "float_hint"]

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.errors import USER_ERRORS, UserError, closest
+from harness.errors import USER_ERRORS, UserError, closest, float_hint
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 # Evaluation envs use seed + 100000 and datasets seed 1000003 (harness.run, harness.data):
@@ -333,16 +333,6 @@ def _field(where: str, raw: dict, key: str, kind, *, required=True, default=None
         want = "a number" if kind == (int, float) else f"{kind.__name__}"
         raise UserError(f"{where}: field '{key}' must be {want}, got {value!r}.{float_hint(value)}")
     return value
-
-
-def float_hint(value) -> str:
-    """YAML 1.1 reads 1e-3 (no dot) as a string: say how to write it as a number."""
-    try:
-        float(value) if isinstance(value, str) else None
-    except ValueError:
-        return ""
-    return (f" YAML reads {value!r} as text; write it with a dot, e.g. 1.0e-3."
-            if isinstance(value, str) else "")
 
 
 def check_folder_name(where: str, key: str, value: str) -> None:
