@@ -37,3 +37,25 @@ def test_bench_cli_filters_presets_overrides_k_and_rejects_presets_nobody_has(tm
     assert [(r["algorithm"], r["preset"], r["steps_per_call"]) for r in rows] == [("bc", "debug", 2)]
     assert main(["bench", "--only", "updates", "--algorithms", "bc", "--presets", "huge"]) == 2
     assert "no algorithm has the presets" in capsys.readouterr().err
+
+
+def test_sac_update_flops_count_three_forward_passes_and_one_backward():
+    from harness.bench import _d4pg_flops, sac_update_flops
+
+    # 2 x multiply-adds of the 3x3 stride-2 layers on one 64x64x9 image: 31^2*81*32, 15^2*288*64,
+    # 7^2*576*128, 3^2*1152*256.
+    layers = [2 * 31 * 31 * 81 * 32, 2 * 15 * 15 * 288 * 64, 2 * 7 * 7 * 576 * 128, 2 * 3 * 3 * 1152 * 256]
+    assert _d4pg_flops(1) == sum(layers)
+    # s' through the current and the target encoder, s forward, and s backward (kernel and
+    # input gradients, but no input gradient for the images).
+    assert sac_update_flops(2) == 2 * (5 * sum(layers) - layers[0])
+
+
+def test_torch_sac_reference_runs_when_torch_is_installed():
+    pytest.importorskip("torch")
+    from harness.bench import torch_sac_update
+
+    for channels_last in (False, True):
+        row = torch_sac_update(calls=1, channels_last=channels_last)
+        assert row["batch_size"] == 256 and row["updates_per_s"] > 0
+        assert ("channels last" in row["framework"]) == channels_last
