@@ -51,6 +51,12 @@ class LatentBufferConfig:
                   "horizon": 3, "rollout_starts": 8, "agent_batch_size": 32, "real_capacity": 2000,
                   "imagined_capacity": 2000, "actor_units": 32, "actor_layers": 2,
                   "critic_units": 32, "critic_layers": 2, "steps_per_call": 1},
+        # Ours, for state vectors on 2 CPU cores (docs/decisions.md): the `lompo-cpu` world
+        # model, 16 sequences of 16 steps, LOMPO's actor and critic depths at width 64, 128 +
+        # 128 latent transitions per agent batch.
+        "cpu": {"world_model": "lompo-cpu", "batch_size": 16, "sequence_length": 16,
+                "agent_batch_size": 128, "actor_units": 64, "critic_units": 64,
+                "steps_per_call": 10},
     }
 
     world_model: str = "lompo"  # preset of WorldModelConfig (Gaussian latents are required)

@@ -120,11 +120,16 @@ class Config:
         "small": {"world_model": "small"},  # DreamerV2's dmc_vision model sizes
         "debug": {"world_model": "debug", "ensemble": 3, "batch_size": 4, "sequence_length": 10,
                   "horizon": 3, "units": 32, "layers": 1, "steps_per_call": 1},
+        # Ours, for state vectors on 2 CPU cores (docs/decisions.md): the `cpu` world model,
+        # 16 sequences of 16 steps, actor and critic 2 x 64, their learning rates 3e-4 (the
+        # world model's; DreamerV2's 8e-5 is for 400-unit nets and 10x more updates).
+        "cpu": {"world_model": "cpu", "batch_size": 16, "sequence_length": 16, "units": 64,
+                "layers": 2, "actor_lr": 3e-4, "critic_lr": 3e-4, "steps_per_call": 10},
     }
 
     MINIMUMS: ClassVar[dict] = {"horizon": 0}
 
-    world_model: str = "paper"  # preset of WorldModelConfig: paper, small or debug
+    world_model: str = "paper"  # preset of WorldModelConfig: paper, small, cpu or debug
     world_model_overrides: dict = field(default_factory=dict)  # e.g. {deter: 256, cnn_depth: 32}
     ensemble: int = 7  # M prior heads sharing the GRU (paper)
     batch_size: int = 16  # sequences per batch (DreamerV2, as the paper)

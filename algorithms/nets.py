@@ -70,6 +70,9 @@ class Jaxrl2Config:
         "paper": {},
         "debug": {"batch_size": 32, "cnn_channels": (16, 32, 32), "embed_dim": 32,
                   "hidden_dims": (64, 64)},
+        # For state vectors on 2 CPU cores: the paper's sizes, which without convolutions cost
+        # 3-16 ms per update here (docs/decisions.md).
+        "cpu": {},
     }
 
     batch_size: int = 256  # jaxrl2

@@ -140,12 +140,12 @@ def cmd_data(args) -> int:
 
     if args.family == "kitchen":
         return _import_kitchen(args)
-    if args.family == "metaworld":
-        tasks = [f"metaworld/{t}" for t in (args.tasks or TASKS_10)]
+    if args.family in ("metaworld", "metaworld-state"):
+        tasks = [f"{args.family}/{t}" for t in (args.tasks or TASKS_10)]
     else:
         if args.tasks:
-            raise UserError("--tasks is for metaworld and kitchen; toy always makes toy/reach "
-                            "and toy/reach-state.")
+            raise UserError("--tasks is for metaworld, metaworld-state and kitchen; toy always "
+                            "makes toy/reach and toy/reach-state.")
         tasks = ["toy/reach", "toy/reach-state"]
     for task in tasks:
         task_info(task)  # validate every name before generating anything
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     data = sub.add_parser("data", help="generate offline datasets")
-    data.add_argument("family", choices=["metaworld", "toy", "kitchen"])
+    data.add_argument("family", choices=["metaworld", "metaworld-state", "toy", "kitchen"])
     data.add_argument("--tasks", nargs="+", help="MetaWorld task names (default: the 10 of the "
                       "paper), or Kitchen tasks mixed/partial (default: both)")
     data.add_argument("--minari-dir", help="kitchen: the directory holding D4RL/kitchen/*-v2 "

@@ -290,7 +290,7 @@ def test_unicode_labels_that_folders_can_hold(tmp_path, capsys, label, accepted)
 
 def test_data_command_flags(tmp_path, capsys):
     assert main(["data", "toy", "--tasks", "nosuch", "--data-dir", str(tmp_path / "d")]) == 2
-    assert "--tasks is for metaworld and kitchen" in capsys.readouterr().err
+    assert "--tasks is for metaworld, metaworld-state and kitchen" in capsys.readouterr().err
     assert main(["data", "kitchen", "--minari-dir", "", "--data-dir", str(tmp_path / "d")]) == 2
     assert "--minari-dir ''" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()

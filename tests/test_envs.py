@@ -24,7 +24,7 @@ def first_frames(task, seed, steps=3):
         env.close()
 
 
-@pytest.mark.parametrize("task", ["metaworld/door-open", "toy/reach"])
+@pytest.mark.parametrize("task", ["metaworld/door-open", "metaworld-state/door-open", "toy/reach"])
 def test_same_seed_same_episodes_other_seed_other_episodes(task):
     a, b, c = first_frames(task, 0), first_frames(task, 0), first_frames(task, 1)
     np.testing.assert_array_equal(a, b)
@@ -54,6 +54,36 @@ def test_metaworld_wrapper_follows_the_protocol():
         assert steps == 200 and any(successes)
     finally:
         env.close()
+
+
+def test_metaworld_state_is_the_same_task_seen_as_the_state_vector():
+    """Same seed, same episodes and demonstrations as from pixels; the observation is the
+    39-d float32 state with the goal shown (its last three entries)."""
+    pixels, state = make_env("metaworld/drawer-open", 4), make_env("metaworld-state/drawer-open", 4)
+    try:
+        assert state.observation_space.shape == (39,) and not task_info("metaworld-state/drawer-open").pixels
+        settings = state.settings()
+        assert settings["renderer"] is None and "camera" not in settings
+        common = {k: v for k, v in pixels.settings().items() if k not in ("image_size", "camera", "renderer", "task")}
+        assert {k: settings[k] for k in common} == common
+        for _ in range(2):  # two episodes: positions freshly randomized at each reset
+            image, _ = pixels.reset()
+            vector, _ = state.reset()
+            assert image.shape == (64, 64, 3) and vector.dtype == np.float32
+            np.testing.assert_allclose(vector[-3:], state._sim._target_pos, atol=1e-6)
+            assert np.abs(vector[-3:]).sum() > 0  # not partially observable
+            successes = []
+            for _ in range(200):
+                action = pixels.scripted_action()
+                np.testing.assert_array_equal(action, state.scripted_action())
+                _, r1, term1, trunc1, _ = pixels.step(action)
+                vector, r2, term2, trunc2, _ = state.step(action)
+                assert (r1, term1, trunc1) == (r2, term2, trunc2) and not term2
+                successes.append(r2)
+            assert trunc2 and any(successes)
+    finally:
+        pixels.close()
+        state.close()
 
 
 def test_task_info_counts_simulator_steps():
@@ -118,7 +148,7 @@ def test_toy_reach_state_is_the_same_task_seen_as_positions():
 
 
 @pytest.mark.parametrize("task", ["toy/reach", "toy/reach-state", "metaworld/door-open",
-                                  "gym/Pendulum-v1", "kitchen/mixed"])
+                                  "metaworld-state/drawer-open", "gym/Pendulum-v1", "kitchen/mixed"])
 def test_settings_and_spaces_are_known_without_building_the_simulator(task):
     from harness.envs import env_settings, make_env, task_info
 

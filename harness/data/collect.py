@@ -1,7 +1,7 @@
 """Rolling out policies into episodes, and making the offline datasets.
 
 Offline data per task family:
-- `metaworld/*`: Metaworld's scripted policies through the same wrapper the agent uses.
+- `metaworld/*` and `metaworld-state/*`: Metaworld's scripted policies through the same wrapper the agent uses.
   We keep *successful* rollouts as demonstrations (ours: the raw scripted success rate of a
   few tasks is below 1, e.g. box-close ~0.87); the manifest records every attempt.
 - `toy/reach`: the noisy scripted demonstrator; every rollout is kept.
@@ -89,7 +89,7 @@ def generate(task_id: str, episodes: int, progress: Callable[[int, int], None] |
         raise UserError(kitchen.how_to_get(task_id, kitchen.default_minari_dir()))
     env = make_env(task_id, DATA_SEED)
     policy, policy_name = _demonstrator(env)
-    keep_successful_only = info.family == "metaworld"
+    keep_successful_only = info.family in ("metaworld", "metaworld-state")
     kept, attempts = [], []
     try:
         while len(kept) < episodes:

@@ -1,4 +1,5 @@
-"""The task registry: ids like 'metaworld/door-open', 'toy/reach', 'gym/Pendulum-v1'.
+"""The task registry: ids like 'metaworld/door-open', 'metaworld-state/door-open', 'toy/reach',
+'gym/Pendulum-v1'.
 
 `task_info(task_id)` validates an id (suggesting the closest name) without building a
 simulator; `make_env(task_id, seed)` builds the environment.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from harness.envs.base import TaskInfo
 from harness.errors import UserError, closest
 
-FAMILIES = ("metaworld", "kitchen", "toy", "gym")
+FAMILIES = ("metaworld", "metaworld-state", "kitchen", "toy", "gym")
 
 
 def task_info(task_id: str) -> TaskInfo:
@@ -17,17 +18,17 @@ def task_info(task_id: str) -> TaskInfo:
         raise UserError(f"task '{task_id}' is not of the form FAMILY/NAME with FAMILY one of "
                         f"{', '.join(FAMILIES)} (e.g. 'metaworld/door-open', 'toy/reach').")
     family, name = task_id.split("/", 1)
-    if family == "metaworld":
+    if family in ("metaworld", "metaworld-state"):
         from harness.envs import metaworld
 
         names = metaworld.task_names()
         if name.endswith("-v3") or name.endswith("-v2"):
             raise UserError(f"task '{task_id}': name MetaWorld tasks without the version suffix, "
-                            f"e.g. 'metaworld/{name[:-3]}'.")
+                            f"e.g. '{family}/{name[:-3]}'.")
         if name not in names:
             raise UserError(f"unknown MetaWorld task '{task_id}'.{closest(name, names)} "
                             "`python -m harness list` prints every task.")
-        return metaworld.task_info(name)
+        return metaworld.task_info(name, pixels=family == "metaworld")
     if family == "kitchen":
         from harness.envs import kitchen
 
@@ -58,6 +59,10 @@ def make_env(task_id: str, seed: int):
         from harness.envs.metaworld import MetaWorldPixels
 
         return MetaWorldPixels(name, seed)
+    if info.family == "metaworld-state":
+        from harness.envs.metaworld import MetaWorldState
+
+        return MetaWorldState(name, seed)
     if info.family == "kitchen":
         from harness.envs.kitchen import KitchenPixels
 
@@ -74,7 +79,7 @@ def make_env(task_id: str, seed: int):
 def env_settings(task_id: str) -> dict:
     """`make_env(task_id, seed).settings()`, without building the simulator."""
     info = task_info(task_id)
-    if info.family == "metaworld":
+    if info.family in ("metaworld", "metaworld-state"):
         from harness.envs import metaworld
 
         return metaworld.settings(task_id)
@@ -95,6 +100,7 @@ def list_tasks() -> dict[str, list[str]]:
     from harness.envs import kitchen, metaworld
 
     return {"metaworld": [f"metaworld/{n}" for n in metaworld.task_names()],
+            "metaworld-state": [f"metaworld-state/{n}" for n in metaworld.task_names()],
             "kitchen": [f"kitchen/{n}" for n in kitchen.task_names()],
             "toy": ["toy/reach", "toy/reach-state"], "gym": ["gym/<any continuous-action Gymnasium id>"]}
 
