@@ -3,7 +3,8 @@
 Each row is written and flushed whole; the header is fixed by the first row. A resumed run
 reopens a log with `keep_rows=N`, the row count its checkpoint recorded: rows past N (written
 after that checkpoint, and written again by the resumed run) are dropped first, by an atomic
-rewrite of the file.
+rewrite of the file. If the resumed run names columns the old header lacks (a run started by
+an older version), that rewrite appends them to the header, empty in the old rows.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ class CsvLog:
                                    "file is missing or empty")
             return
         header, rows = lines[0], lines[1:]
+        header += [c for c in self._columns or () if c not in header]
         if len(rows) < keep_rows:
             raise RuntimeError(f"{self.path}: the checkpoint counts {keep_rows} rows but the "
                                f"file holds {len(rows)}")
         tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows([header, *rows[:keep_rows]])
+            csv.writer(f).writerows([header, *(r + [""] * (len(header) - len(r))
+                                               for r in rows[:keep_rows])])
         os.replace(tmp, self.path)
         self._columns = header
         self._file = open(self.path, "a", newline="")

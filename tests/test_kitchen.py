@@ -86,3 +86,38 @@ def test_evaluation_logs_eval_objects(env):
 
     row = evaluate(env, Still(), 1)
     assert row["eval_objects"] == 0.0 and row["eval_success"] == 0.0
+
+
+def test_evaluation_counts_success_both_ways():
+    """Ours: all targets done at once. The co-author's (khatch31/jaxrl2 evaluation.py): return
+    above 0, i.e. any one target done at some step."""
+    import gymnasium as gym
+
+    class TwoTargets:  # episode i: target 0 done from step 2 when i is odd; both when i % 3 == 0
+        action_space = gym.spaces.Box(-1, 1, (1,))
+        episode_index = 0
+
+        def reset(self):
+            self.t, self.i = 0, self.episode_index
+            self.episode_index += 1
+            return np.zeros(1, np.float32), {"success": False, "targets_done": np.zeros(2, bool)}
+
+        def step(self, action):
+            self.t += 1
+            done = np.array([self.t >= 2 and self.i % 2 == 1, False]) | (self.t >= 2 and self.i % 3 == 0)
+            info = {"success": bool(done.all()), "targets_done": done}
+            return np.zeros(1, np.float32), float(done.sum()), False, self.t >= 4, info
+
+    class Still:
+        batch_spec = None
+
+        def initial_state(self, n):
+            return None
+
+        def act(self, obs, state, explore):
+            return np.zeros((1, 1), np.float32), state
+
+    row = evaluate(TwoTargets(), Still(), 6)  # episodes 0..5: both at 0 and 3; one at 1 and 5
+    assert row["eval_success"] == pytest.approx(2 / 6)
+    assert row["eval_success_any"] == pytest.approx(4 / 6)
+    assert row["eval_objects"] == pytest.approx((2 + 1 + 0 + 2 + 0 + 1) / 6)

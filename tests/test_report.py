@@ -276,3 +276,31 @@ def test_include_unfinished_draws_running_runs_up_to_the_step_they_reached(tmp_p
     assert final.n.tolist() == [1]                                  # never in a table
     assert "drawn in the curves up to the steps they reached" in (
         tmp_path / "out" / "s" / "report.md").read_text()
+
+
+def test_offline_scores_and_kitchen_measures_get_their_own_tables(tmp_path):
+    """report.md shows each run's score after the offline phase, and for Kitchen the final
+    success counted the co-author's way (any target) and the objects completed."""
+    results, out = tmp_path / "results", tmp_path / "out"
+    for seed in (0, 1):
+        write_run(results, "s", "kitchen/mixed", "moto", seed, STEPS, (0.1 * seed, 0.2, 0.4, 0.6),
+                  objects=[1.0, 2.0, 3.0, 3.0 + seed], success_any=[0.5, 0.8, 1.0, 0.9 + 0.1 * seed])
+    assert main(["report", "--results", str(results), "--out", str(out), "--final-evals", "2"]) == 0
+    text = (out / "s" / "report.md").read_text()
+    offline = text.split("## Success after the offline phase")[1].split("##")[0]
+    assert "0.05 ± 0.07" in offline  # seeds 0.0 and 0.1
+    any_target = text.split("## Final success counting any one target")[1].split("##")[0]
+    assert "0.97 ± 0.04" in any_target  # (1.0 + 0.9) / 2 and (1.0 + 1.0) / 2
+    objects = text.split("## Final objects completed")[1].split("##")[0]
+    assert "3.25 ± 0.35" in objects  # (3 + 3) / 2 and (3 + 4) / 2
+    csv = pd.read_csv(out / "s" / "final-any-target.csv")
+    assert csv["mean"].iloc[0] == pytest.approx(0.975)
+
+
+def test_metaworld_reports_have_no_kitchen_measures(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "out"
+    good_run(results)
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    text = (out / "s" / "report.md").read_text()
+    assert "## Success after the offline phase" in text
+    assert "any one target" not in text and "objects completed" not in text.lower()

@@ -68,6 +68,19 @@ def test_csv_log_resumes_with_the_checkpointed_rows_only(tmp_path):
         CsvLog(tmp_path / "m.csv", keep_rows=9)
 
 
+def test_a_resumed_log_gains_the_columns_newer_code_writes(tmp_path):
+    """A run started before a column existed (Kitchen's eval_success_any) resumes: the header
+    gets the new column, empty in the old rows, instead of every new row being refused."""
+    log = CsvLog(tmp_path / "m.csv", ["a", "b"])
+    for i in range(3):
+        log.write({"a": i, "b": i})
+    log.close()
+    log = CsvLog(tmp_path / "m.csv", ["a", "b", "c"], keep_rows=2)
+    log.write({"a": 9, "b": 9, "c": 0.5})
+    log.close()
+    assert (tmp_path / "m.csv").read_text().splitlines() == ["a,b,c", "0,0,", "1,1,", "9,9,0.5"]
+
+
 def test_checkpoint_write_is_atomic_and_leftovers_are_cleaned(tmp_path):
     checkpoint.save(tmp_path, {"x": np.arange(3)})
     torn = checkpoint.directory(tmp_path) / "state.pkl.tmp-999"

@@ -64,6 +64,7 @@ class SuiteReport:
             final = agg.final_scores(evaluations, self.final_evals)
             table = agg.per_task(final)
             self._final_table(table)
+            self._other_measures(final)
             self._curves(finished, evaluations)
             self._aggregates(final, sorted(table.task.unique()))
             self._ablations(final)
@@ -100,6 +101,29 @@ class SuiteReport:
                           "Mean ± standard deviation over seeds (seed count); best per task in "
                           "bold. " + _links(paths), "", markdown,
                           *[f"- {line}" for line in tables.best_counts(table)], ""]
+
+    def _other_measures(self, final: pd.DataFrame) -> None:
+        """Success after the offline phase, and Kitchen's other two measures, as tables."""
+        measures = [("offline", "offline", "Success after the offline phase",
+                     "each run's last offline evaluation, before any online episode")]
+        if "final_any" in final:
+            measures.append(("final_any", "final-any-target",
+                             "Final success counting any one target (the co-author's definition)",
+                             "an episode with a return above 0, as khatch31/jaxrl2's evaluation "
+                             "counts success; the final table above needs all targets at once"))
+        if "final_objects" in final:
+            measures.append(("final_objects", "final-objects", "Final objects completed",
+                             "the most targets done at once in an episode, averaged"))
+        for column, stem, title, meaning in measures:
+            rows = final.dropna(subset=[column])
+            if rows.empty:
+                continue
+            markdown, paths = tables.score_table(
+                agg.per_task(rows, column), self.out / stem,
+                f"{title} on suite {self.suite}: mean $\\pm$ std over seeds (n)")
+            self.written += paths
+            self.sections += [f"## {title}", "", f"Per run: {meaning}. Mean ± standard deviation "
+                              "over seeds (seed count). " + _links(paths), "", markdown]
 
     def _curves(self, finished: list[Run], evaluations: pd.DataFrame) -> None:
         if self.include_unfinished:

@@ -38,10 +38,12 @@ PROFILE_TAUS = np.linspace(0.0, 1.0, 51)
 
 def final_scores(evaluations: pd.DataFrame, last: int = FINAL_EVALS) -> pd.DataFrame:
     """One row per run: `final` (mean of its last `last` evaluations), `offline` (its last
-    offline evaluation), `evals` (how many evaluations the final score averages), and
-    `final_objects` when the task logs `eval_objects`."""
+    offline evaluation), `evals` (how many evaluations the final score averages), and, when
+    the task logs them (Kitchen), `final_objects` and `final_any` (the same mean of
+    `eval_objects` and of `eval_success_any`)."""
     rows = []
     has_objects = "eval_objects" in evaluations
+    has_any = "eval_success_any" in evaluations
     for (suite, task, algorithm, seed, run), group in evaluations.groupby(
             ["suite", "task", "algorithm", "seed", "run"], sort=True):
         tail = group.tail(last)
@@ -51,6 +53,8 @@ def final_scores(evaluations: pd.DataFrame, last: int = FINAL_EVALS) -> pd.DataF
                "offline": float(offline.iloc[-1]) if len(offline) else np.nan}
         if has_objects:
             row["final_objects"] = float(tail.eval_objects.mean())
+        if has_any:
+            row["final_any"] = float(tail.eval_success_any.mean())
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -23,7 +23,7 @@ from harness import results as tree
 # metrics.csv columns the report needs, and those it reads as numbers when they are present.
 REQUIRED_COLUMNS = ("phase", "grad_steps", "env_steps", "eval_success")
 NUMERIC_COLUMNS = ("grad_steps", "env_steps", "episodes", "eval_success", "eval_return",
-                   "eval_episodes", "wall_time", "eval_objects")
+                   "eval_episodes", "wall_time", "eval_objects", "eval_success_any")
 PHASES = ("offline", "online")
 IDENTITY = ("suite", "task", "algorithm", "seed")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

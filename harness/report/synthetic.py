@@ -24,7 +24,7 @@ def run_path(results: Path, suite: str, task: str, label: str, seed: int) -> Pat
 
 
 def write_run(results: Path, suite: str, task: str, label: str, seed: int, steps, success,
-              state: str = "finished", name: str | None = None, objects=None,
+              state: str = "finished", name: str | None = None, objects=None, success_any=None,
               episode_steps: int = 400, eval_episodes: int = 10, dataset: dict | None = None
               ) -> Path:
     """One run directory: config.yaml, status.json and a metrics.csv whose first row is the
@@ -41,7 +41,9 @@ def write_run(results: Path, suite: str, task: str, label: str, seed: int, steps
                                      "data_seed": 1000003, "episodes": 10, "steps": 2000,
                                      "average_return": 120.0, "success_rate": 1.0}}
     (directory / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    log = CsvLog(directory / "metrics.csv", COLUMNS + (["eval_objects"] if objects is not None else []))
+    extra = [c for c, v in (("eval_objects", objects), ("eval_success_any", success_any))
+             if v is not None]
+    log = CsvLog(directory / "metrics.csv", COLUMNS + extra)
     for i, (step, value) in enumerate(zip(steps, success)):
         row = {"phase": "offline" if i == 0 else "online", "grad_steps": 10000 + 20 * step // episode_steps,
                "env_steps": int(step), "episodes": int(step // episode_steps),
@@ -49,6 +51,8 @@ def write_run(results: Path, suite: str, task: str, label: str, seed: int, steps
                "eval_episodes": eval_episodes, "wall_time": 1.0 + i}
         if objects is not None:
             row["eval_objects"] = float(objects[i])
+        if success_any is not None:
+            row["eval_success_any"] = float(success_any[i])
         log.write(row)
     log.close()
     tree.write_status(directory, state, run_id=config["run_id"])
