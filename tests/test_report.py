@@ -304,3 +304,75 @@ def test_metaworld_reports_have_no_kitchen_measures(tmp_path):
     text = (out / "s" / "report.md").read_text()
     assert "## Success after the offline phase" in text
     assert "any one target" not in text and "objects completed" not in text.lower()
+
+
+# ----------------------------------------------------------------- hostile trees (issue 24)
+
+
+def _report(results, out, capsys):
+    code = main(["report", "--results", str(results), "--out", str(out)])
+    return code, capsys.readouterr().err
+
+
+def test_cr_only_line_endings_and_a_byte_order_mark_are_read(tmp_path, capsys):
+    results = tmp_path / "results"
+    run = good_run(results)
+    text = (run / "metrics.csv").read_text().replace("\r\n", "\n")
+    (run / "metrics.csv").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r").encode())
+    loaded = load(results)
+    assert not loaded.skipped, loaded.skipped
+    assert list(loaded.runs[0].evaluations.eval_success) == [0.0, 0.2, 0.4, 0.6]
+
+
+def test_a_fifo_in_place_of_metrics_or_config_is_skipped_not_read(tmp_path, capsys):
+    import os
+
+    results = tmp_path / "results"
+    good_run(results, seed=0)
+    for seed, name in ((1, "metrics.csv"), (2, "config.yaml")):
+        run = good_run(results, seed=seed)
+        (run / name).unlink()
+        os.mkfifo(run / name)
+    loaded = load(results, warn=lambda message: None)  # would block forever on a FIFO
+    assert len(loaded.runs) == 1
+    assert [why for _, why in loaded.skipped] == [
+        "metrics.csv is not a regular file (a directory, FIFO or device); not read",
+        "config.yaml is not a regular file (a directory, FIFO or device); not read"]
+
+
+def test_a_cell_past_the_csv_field_limit_is_a_bad_file(tmp_path, capsys):
+    results = tmp_path / "results"
+    good_run(results, seed=0)
+    run = good_run(results, seed=1)
+    with open(run / "metrics.csv", "a") as f:
+        f.write("online," + "9" * 200_000 + ",1600,4,0.5,50,10,5.0\r\n")
+    loaded = load(results, warn=lambda message: None)
+    assert len(loaded.runs) == 1
+    assert "not CSV the harness writes" in loaded.skipped[0][1]
+
+
+@pytest.mark.parametrize("field, value", [("suite", "../../ESCAPED"), ("suite", "other"),
+                                          ("task", "metaworld/drawer-open"), ("seed", 1),
+                                          ("label", "sac"), ("label", "a/b"), ("name", "a/b"),
+                                          ("name", "..")])
+def test_config_values_never_become_paths_and_must_match_the_folder(tmp_path, capsys, field, value):
+    """A config.yaml whose suite, task, label or seed is not its folder's, or whose names hold
+    a path separator, is skipped: nothing is written outside --out, nothing counts twice."""
+    import yaml
+
+    results, out = tmp_path / "deep" / "results", tmp_path / "deep" / "out"
+    good_run(results, seed=0)
+    run = good_run(results, seed=2)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    if field in ("label", "name"):
+        config["algorithm"][field] = value
+    else:
+        config[field] = value
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    code, err = _report(results, out, capsys)
+    assert code == 0 and "Traceback" not in err
+    assert "seed2/config.yaml" in err
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()
+                     and not p.is_relative_to(results))
+    assert written and all(p.parts[:2] == ("deep", "out") for p in written), written
+    assert "(1)" in (out / "s" / "final.md").read_text()  # one seed counted, not two

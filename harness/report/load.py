@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +99,7 @@ def load(results: Path, suite: str | None = None, warn=None) -> Loaded:
             continue
         try:
             config = read_config(config_path)
+            _check_folder(config, run_dir.relative_to(results).parts)
         except BadFile as err:
             skip(config_path, str(err))
             continue
@@ -119,9 +122,34 @@ def load(results: Path, suite: str | None = None, warn=None) -> Loaded:
     return loaded
 
 
+def _check_folder(config: dict, parts: tuple[str, ...]) -> None:
+    """The run's folder (<suite>/<task>/<label>/seed<k>) is the one its config.yaml names. A
+    value read from a results tree is never used as a path (a `suite: ../..` would write the
+    report elsewhere), and one run moved or copied into another's place would count twice."""
+    expected = {"suite": config["suite"], "task": config["task"].replace("/", "."),
+                "algorithm.label": config["algorithm"]["label"], "seed": f"seed{config['seed']}"}
+    for (key, value), folder in zip(expected.items(), parts):
+        if value != folder:
+            raise BadFile(f"config.yaml says {key} {value!r}, but the run's folder is {folder!r} "
+                          f"(expected {value!r}): a moved or edited run")
+
+
+def _regular_file(path: Path, name: str) -> None:
+    """BadFile unless `path` is a regular file (a FIFO would block the read forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise BadFile(f"{name} cannot be read ({err.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise BadFile(f"{name} is not a regular file (a directory, FIFO or device); not read")
+
+
 def read_config(path: Path) -> dict:
     try:
-        text = path.read_text()
+        _regular_file(path, "config.yaml")
+        text = path.read_text().removeprefix("\ufeff")
     except FileNotFoundError:
         raise BadFile("config.yaml is missing (the run's task, algorithm and seed are unknown)") from None
     except UnicodeDecodeError:
@@ -145,6 +173,10 @@ def read_config(path: Path) -> dict:
     for key, value in names.items():
         if not isinstance(value, str):
             raise BadFile(f"config.yaml: {key} {value!r} is not a string")
+        separators = "\\\x00" if key == "task" else "/\\\x00"
+        if any(c in value for c in separators) or not value.strip("."):
+            raise BadFile(f"config.yaml: {key} {value[:60]!r} is not a name the harness writes "
+                          "(it holds a path separator or NUL, or is empty or dots)")
     if not isinstance(config["seed"], int) or isinstance(config["seed"], bool):
         raise BadFile(f"config.yaml: seed {config['seed']!r} is not an integer")
     return config
@@ -160,6 +192,7 @@ def read_metrics(path: Path, finished: bool) -> tuple[pd.DataFrame, list[str]]:
     whole file untrustworthy (BadFile).
     """
     try:
+        _regular_file(path, "metrics.csv")
         raw = path.read_bytes()
     except FileNotFoundError:
         if finished:
@@ -168,14 +201,19 @@ def read_metrics(path: Path, finished: bool) -> tuple[pd.DataFrame, list[str]]:
     except OSError as err:
         raise BadFile(f"metrics.csv cannot be read ({err.strerror})") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is no column name
     except UnicodeDecodeError as err:
         raise BadFile(f"metrics.csv is not text (undecodable byte at offset {err.start})") from None
     if "\x00" in text:
         raise BadFile(f"metrics.csv holds NUL bytes (at offset {text.index(chr(0))}): garbage, "
                       "not CSV")
     notes = []
-    lines = list(csv.reader(io.StringIO(text)))
+    # Any line ending (CR LF, LF, or an old Mac's CR alone), then CSV; a cell past the csv
+    # module's field limit (128 KiB) is no metric.
+    try:
+        lines = list(csv.reader(io.StringIO(text.replace("\r\n", "\n").replace("\r", "\n"))))
+    except csv.Error as err:
+        raise BadFile(f"metrics.csv is not CSV the harness writes ({err})") from None
     if not lines or not any(lines[0]):
         if finished:
             raise BadFile("metrics.csv is empty")
