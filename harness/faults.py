@@ -2,7 +2,7 @@
 
 `MOTO_HARNESS_FAULT=POINT:N` makes the N-th pass through `point(POINT)` send SIGKILL to the
 process itself. Points: `update` (after an update call), `env-step` (before an online env
-step), `checkpoint-write` (half-way through writing state.pkl). Unset, a point costs one dict
+step), `checkpoint-write` (half-way through writing the checkpoint's state.json). Unset, a point costs one dict
 lookup.
 """
 

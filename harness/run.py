@@ -22,6 +22,7 @@ has the layout this code builds; an unfinished attempt without such a checkpoint
 from __future__ import annotations
 
 import dataclasses
+import json
 import importlib.metadata
 import math
 import os
@@ -169,9 +170,12 @@ class _Run:
         for episode in dataset:
             self.replay.add_episode(episode, offline=True)
         self.sample_rng = np.random.default_rng([spec.seed, 7])
-        if resume is not None and _layout(resume["agent"]) != _layout(self.agent.state_dict()):
-            raise StaleCheckpoint("its agent state has another layout than this code's (the "
-                                  "checkpoint was made by an older version of the algorithm)")
+        if resume is not None:
+            try:
+                resume = {**resume, "agent": checkpoint.restore_agent(self.agent.state_dict(),
+                                                                      resume["agent_leaves"])}
+            except checkpoint.UnusableCheckpoint as err:
+                raise StaleCheckpoint(str(err)) from None
         if resume is None:
             self._write_config(config, manifest, dataset)
             self.metrics = CsvLog(run_dir / "metrics.csv", self._metrics_columns())
@@ -186,8 +190,8 @@ class _Run:
     # -- checkpoints -------------------------------------------------------------------------
 
     def _state(self) -> dict:
-        return {"spec": identity(self.spec.as_dict()), "agent": self.agent.state_dict(),
-                "phase": self.phase, "grad_steps": self.grad_steps, "env_steps": self.env_steps,
+        """The checkpoint's JSON part; the agent's state goes beside it as arrays."""
+        return {"spec": _spec_identity(self.spec), "phase": self.phase, "grad_steps": self.grad_steps, "env_steps": self.env_steps,
                 "episodes": self.episodes, "eval_due": self.eval_due,
                 "sample_rng": self.sample_rng.bit_generator.state,
                 "env_episode_index": self.env.episode_index,
@@ -203,7 +207,11 @@ class _Run:
         self.sample_rng.bit_generator.state = state["sample_rng"]
         self.env.episode_index = state["env_episode_index"]
         self.eval_env.episode_index = state["eval_env_episode_index"]
-        for episode in checkpoint.load_episodes(self.run_dir, self.episodes):
+        try:
+            episodes = checkpoint.load_episodes(self.run_dir, self.episodes)
+        except checkpoint.UnusableCheckpoint as err:  # a damaged online episode: start over
+            raise StaleCheckpoint(str(err)) from None
+        for episode in episodes:
             self.replay.add_episode(episode)
         self.metrics = CsvLog(self.run_dir / "metrics.csv", self._metrics_columns(),
                               keep_rows=state["metrics_rows"])
@@ -214,7 +222,8 @@ class _Run:
 
     def checkpoint(self) -> None:
         self.status("running", message="writing a checkpoint")
-        checkpoint.save(self.run_dir, self._state())
+        checkpoint.save(self.run_dir, self._state(),
+                        checkpoint.agent_leaves(self.agent.state_dict()))
         self._last_checkpoint = time.monotonic()
         self._checkpointed_episodes = self.episodes
         self.status("running")
@@ -395,12 +404,9 @@ class StaleCheckpoint(Exception):
     """A checkpoint this code cannot continue from; the run starts over."""
 
 
-def _layout(tree) -> tuple:
-    """The structure, shapes and dtypes of a pytree: what must match to resume."""
-    import jax
-
-    leaves, structure = jax.tree.flatten(tree)
-    return structure, tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves)
+def _spec_identity(spec: RunSpec) -> dict:
+    """The spec's identity as JSON reads it back (tuples are lists), as checkpoints store it."""
+    return json.loads(json.dumps(identity(spec.as_dict())))
 
 
 def _resumable_checkpoint(spec: RunSpec, run_dir: Path) -> dict | None:
@@ -410,7 +416,7 @@ def _resumable_checkpoint(spec: RunSpec, run_dir: Path) -> dict | None:
     except Exception as err:  # unreadable: start over, keeping the old files aside
         print(f"  {spec.run_id}: checkpoint unusable ({err}); starting over", file=sys.stderr)
         return None
-    if state is None or state.get("spec") != identity(spec.as_dict()):
+    if state is None or state.get("spec") != _spec_identity(spec):
         return None
     return state
 

@@ -82,12 +82,25 @@ def test_a_resumed_log_gains_the_columns_newer_code_writes(tmp_path):
 
 
 def test_checkpoint_write_is_atomic_and_leftovers_are_cleaned(tmp_path):
-    checkpoint.save(tmp_path, {"x": np.arange(3)})
-    torn = checkpoint.directory(tmp_path) / "state.pkl.tmp-999"
-    torn.write_bytes(b"half a pickle")
+    checkpoint.save(tmp_path, {"x": [1, 2]}, [np.arange(3), np.ones((2, 2), np.float32)])
+    checkpoint.save(tmp_path, {"x": [3, 4]}, [np.arange(4), np.ones((2, 2), np.float32)])
+    torn = checkpoint.directory(tmp_path) / "state.json.tmp-999"
+    torn.write_bytes(b"half a file")
     state = checkpoint.load(tmp_path)
-    assert state["x"].tolist() == [0, 1, 2] and not torn.exists()
+    assert state["x"] == [3, 4] and not torn.exists()
+    assert [leaf.tolist() for leaf in state["agent_leaves"]] == [[0, 1, 2, 3], [[1, 1], [1, 1]]]
+    assert len(list(checkpoint.directory(tmp_path).glob("agent-*.npz"))) == 1  # the old one removed
     assert checkpoint.load(tmp_path / "none") is None
+
+
+def test_checkpoint_leaves_go_back_into_the_agents_structure():
+    template = {"train": {"w": np.zeros((2, 3), np.float32), "step": np.int32(0)}, "rng": np.zeros(2, np.uint32)}
+    leaves = checkpoint.agent_leaves({"train": {"w": np.ones((2, 3), np.float32), "step": np.int32(7)},
+                                      "rng": np.arange(2, dtype=np.uint32)})
+    restored = checkpoint.restore_agent(template, leaves)
+    assert restored["train"]["step"] == 7 and restored["rng"].tolist() == [0, 1]
+    with pytest.raises(checkpoint.UnusableCheckpoint, match="another layout"):
+        checkpoint.restore_agent(template, [leaves[0].astype(np.float64), *leaves[1:]])
 
 
 @pytest.mark.parametrize("task", ["toy/reach", "metaworld/door-open"])

@@ -73,25 +73,105 @@ def test_killed_run_resumes_to_the_same_csvs(tmp_path, monkeypatch, reference, f
     assert not (results / RUN / "previous").exists()  # resumed, not started over
 
 
-@pytest.mark.slow
-def test_a_checkpoint_from_other_code_starts_the_run_over_and_keeps_the_old_attempt(
-        tmp_path, monkeypatch, reference):
-    import pickle
-
+def killed_mid_offline(tmp_path, monkeypatch):
+    """A run SIGKILLed after its 4th update call, with a checkpoint at every safe point."""
     path, results = suite(tmp_path, every_minutes=0), tmp_path / "r"
     monkeypatch.setenv("MOTO_HARNESS_FAULT", "update:4")  # the worker SIGKILLs itself there
     assert main(["run", str(path), "--results", str(results)]) == 1
     monkeypatch.delenv("MOTO_HARNESS_FAULT")
-    state_path = results / RUN / "checkpoint" / "state.pkl"
-    state = pickle.loads(state_path.read_bytes())
-    params = state["agent"]["train"]["params"]["params"]
-    params["renamed"] = params.pop(sorted(params)[0])  # as if a layer had another name
-    state_path.write_bytes(pickle.dumps(state))
+    return path, results, results / RUN / "checkpoint"
+
+
+def rewrite_agent(folder, change):
+    """Replace the checkpoint's agent leaves by `change(leaves)`, with valid checksums: what
+    another version of the code (or a careful forger) would leave."""
+    import hashlib
+    import io
+
+    import numpy as np
+
+    document = json.loads((folder / "state.json").read_text())
+    body = document["state"]
+    with np.load(folder / body["agent_file"]) as archive:
+        leaves = change([archive[f"arr_{i}"] for i in range(body["agent_leaves"])])
+    buffer = io.BytesIO()
+    np.savez(buffer, *leaves)
+    name = f"agent-{hashlib.sha256(buffer.getvalue()).hexdigest()}.npz"
+    (folder / name).write_bytes(buffer.getvalue())
+    body.update(agent_file=name, agent_leaves=len(leaves))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    document["sha256"] = hashlib.sha256(canonical).hexdigest()
+    (folder / "state.json").write_text(json.dumps(document))
+
+
+def starts_over(path, results, reference, kept):
+    """The re-run starts over, keeps the old attempt, and ends with the reference CSVs."""
     assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
     assert tree.read_status(results / RUN)["state"] == "finished"
-    assert (results / RUN / "previous" / "attempt-1" / "checkpoint" / "state.pkl").exists()
-    metrics, train = csvs(results)
+    assert (results / RUN / "previous" / "attempt-1" / "checkpoint" / kept).exists()
+    metrics, _ = csvs(results)
     pd.testing.assert_frame_equal(metrics, reference[0])
+
+
+@pytest.mark.slow
+def test_a_checkpoint_from_other_code_starts_the_run_over_and_keeps_the_old_attempt(
+        tmp_path, monkeypatch, reference):
+    path, results, folder = killed_mid_offline(tmp_path, monkeypatch)
+    rewrite_agent(folder, lambda leaves: leaves[:-1])  # as if the agent had one array fewer
+    starts_over(path, results, reference, "state.json")
+
+
+@pytest.mark.slow
+def test_a_pickle_in_a_checkpoint_is_never_loaded(tmp_path, monkeypatch, reference):
+    """A results tree from someone else: an interrupted run whose checkpoint is a pickle that
+    would run a command when unpickled. Resuming runs nothing from it and starts over."""
+    import pickle
+    import shutil
+
+    path, results, folder = killed_mid_offline(tmp_path, monkeypatch)
+    marker = tmp_path / "PWNED"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "state.pkl").write_bytes(pickle.dumps({"format": 1, "x": Exploit()}))
+    starts_over(path, results, reference, "state.pkl")
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["flipped bytes in the agent file", "state.json edited",
+                                    "an object array", "a damaged online episode"])
+def test_a_damaged_checkpoint_starts_over_instead_of_resuming_silently(
+        tmp_path, monkeypatch, reference, damage):
+    import numpy as np
+
+    if damage == "a damaged online episode":
+        path, results = suite(tmp_path, every_minutes=0), tmp_path / "r"
+        monkeypatch.setenv("MOTO_HARNESS_FAULT", "env-step:180")  # in the 4th online episode
+        assert main(["run", str(path), "--results", str(results)]) == 1
+        monkeypatch.delenv("MOTO_HARNESS_FAULT")
+        folder = results / RUN / "checkpoint"
+        episode = folder / "online" / "episode_000001.npz"
+        episode.write_bytes(episode.read_bytes()[:100])
+    else:
+        path, results, folder = killed_mid_offline(tmp_path, monkeypatch)
+    if damage == "flipped bytes in the agent file":
+        agent = next(folder.glob("agent-*.npz"))
+        data = bytearray(agent.read_bytes())
+        for i in (len(data) // 3, len(data) // 2, 2 * len(data) // 3):
+            data[i] ^= 0xFF
+        agent.write_bytes(bytes(data))
+    elif damage == "state.json edited":
+        document = json.loads((folder / "state.json").read_text())
+        document["state"]["grad_steps"] += 10  # the checksum no longer matches
+        (folder / "state.json").write_text(json.dumps(document))
+    elif damage == "an object array":
+        rewrite_agent(folder, lambda leaves: [np.array([{"a": 1}], dtype=object), *leaves[1:]])
+    starts_over(path, results, reference, "state.json")
 
 
 @pytest.mark.slow
