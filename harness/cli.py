@@ -128,7 +128,8 @@ def cmd_report(args) -> int:
     written = report(results, out, args.suite, args.final_evals, args.reps, args.include_unfinished)
     for path in written:
         if path.name == "report.md":
-            print(f"wrote {path} (and {len(written) - 1} figures and tables beside it)")
+            beside = sum(p.parent == path.parent for p in written) - 1
+            print(f"wrote {path} (and {beside} figures and tables beside it)")
     return 0
 
 

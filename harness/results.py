@@ -49,6 +49,36 @@ def iter_run_dirs(results: Path, suite: str | None = None):
                 yield from sorted(p for p in _subdirs(label) if p.name.startswith("seed"))
 
 
+def ignored_entries(results: Path, suite: str | None = None) -> list[tuple[str, str]]:
+    """(path, why) of what `iter_run_dirs` passes over in the tree's suite, task, label and
+    run levels: symlinks (never followed, so a loop or a link outside the tree is harmless)
+    and files where run directories would be (`seed9` as a file)."""
+    results = Path(results)
+    found = []
+
+    def entries(path: Path):
+        try:
+            with os.scandir(path) as it:
+                return sorted(it, key=lambda e: e.name)
+        except OSError:
+            return []
+
+    def walk(path: Path, depth: int):
+        for entry in entries(path):
+            if depth == 0 and (entry.name.startswith(("_", ".")) or (suite and entry.name != suite)):
+                continue
+            shown = str(Path(entry.path).relative_to(results))
+            if entry.is_symlink():
+                found.append((shown, "a symlink; not followed"))
+            elif entry.is_dir(follow_symlinks=False):
+                if depth < 3:
+                    walk(Path(entry.path), depth + 1)
+            elif depth == 3 and entry.name.startswith("seed"):
+                found.append((shown, "a file where a run directory should be"))
+    walk(results, 0)
+    return found
+
+
 def _subdirs(path: Path):
     try:
         with os.scandir(path) as entries:

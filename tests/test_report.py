@@ -376,3 +376,94 @@ def test_config_values_never_become_paths_and_must_match_the_folder(tmp_path, ca
                      and not p.is_relative_to(results))
     assert written and all(p.parts[:2] == ("deep", "out") for p in written), written
     assert "(1)" in (out / "s" / "final.md").read_text()  # one seed counted, not two
+
+
+@pytest.mark.parametrize("rows, words", [
+    ([0.0, 0.2, float("inf"), 0.6], "column eval_success: inf is outside [0, 1]"),
+    ([0.0, 20.0, 40.0, 60.0], "column eval_success: 20.0 is outside [0, 1]"),
+    ([0.0, -5.0, 0.4, 0.6], "column eval_success: -5.0 is outside [0, 1]"),
+])
+def test_scores_that_are_no_success_rate_skip_the_run(tmp_path, rows, words):
+    results = tmp_path / "results"
+    good_run(results, seed=0)
+    good_run(results, seed=1, success=rows)
+    loaded = load(results, warn=lambda message: None)
+    assert len(loaded.runs) == 1 and words in loaded.skipped[0][1], loaded.skipped
+
+
+def _rewrite_rows(run, change):
+    lines = (run / "metrics.csv").read_text().splitlines()
+    (run / "metrics.csv").write_text("\r\n".join([lines[0], *change(lines[1:])]) + "\r\n")
+
+
+def test_duplicate_rows_count_once_and_rows_out_of_order_are_refused(tmp_path, capsys):
+    results, out = tmp_path / "results", tmp_path / "out"
+    once = good_run(results, seed=0, success=(0.0, 0.2, 0.8, 0.6))
+    twice = good_run(results, seed=1, success=(0.0, 0.2, 0.8, 0.6))
+    _rewrite_rows(twice, lambda rows: rows + rows[-1:])  # the last row written twice
+    unsorted = good_run(results, seed=2, success=(0.0, 0.2, 0.8, 0.6))
+    _rewrite_rows(unsorted, lambda rows: [rows[0], rows[3], rows[1], rows[2]])
+    negative = good_run(results, seed=3)
+    _rewrite_rows(negative, lambda rows: [rows[0], rows[1].replace(",400,", ",-400,", 1), *rows[2:]])
+    code, err = _report(results, out, capsys)
+    assert code == 0
+    assert "seed1/metrics.csv: 1 rows repeat an earlier row exactly (lines 6)" in err
+    assert "seed2/metrics.csv: metrics.csv line 4: env_steps 400 comes after 1200" in err
+    assert "seed3/metrics.csv: metrics.csv line 3, column env_steps: -400.0 is outside" in err
+    final = pd.read_csv(out / "s" / "final.csv")
+    assert final["mean"].iloc[0] == pytest.approx((0.2 + 0.8 + 0.6) / 3)  # seeds 0 and 1 alike
+    assert final["n"].iloc[0] == 2
+    assert once.exists()
+
+
+def test_too_few_evaluations_and_subset_curves_are_said(tmp_path, capsys):
+    results, out = tmp_path / "results", tmp_path / "out"
+    for task in ("metaworld/door-open", "metaworld/drawer-open"):
+        good_run(results, task=task, label="moto")
+    good_run(results, task="metaworld/door-open", label="bc", success=(0.1,))  # offline only
+    assert main(["report", "--results", str(results), "--out", str(out), "--final-evals", "3"]) == 0
+    text = (out / "s" / "report.md").read_text()
+    assert "**1 of 3 runs have fewer than 3 evaluations**" in text
+    assert "`s/metaworld.door-open/bc/seed0` (1)" in text
+    assert "**1 runs' final scores include their offline evaluation**" in text
+    assert "Not in the aggregate curve (no finished run on some task): bc." in text
+
+
+def test_symlinks_and_stray_files_in_the_tree_are_named(tmp_path, capsys):
+    import os
+
+    results, out = tmp_path / "results", tmp_path / "out"
+    run = good_run(results)
+    os.symlink(run, run.parent / "seed5")
+    os.symlink(results / "s", results / "s" / "metaworld.door-open" / "loop")
+    (run.parent / "seed9").write_text("stray")
+    code, err = _report(results, out, capsys)
+    text = (out / "s" / "report.md").read_text()
+    section = text.split("## Ignored in the results tree")[1]
+    for entry, why in (("s/metaworld.door-open/bc/seed5", "a symlink; not followed"),
+                       ("s/metaworld.door-open/loop", "a symlink; not followed"),
+                       ("s/metaworld.door-open/bc/seed9", "a file where a run directory should be")):
+        assert f"| `{entry}` | {why} |" in section
+        assert f"{entry}: {why}" in err
+
+
+def test_latex_captions_escape_once_and_a_lone_label_is_not_bold(tmp_path, capsys):
+    results, out = tmp_path / "results", tmp_path / "out"
+    good_run(results, label="moto_v2#1")
+    code, err = _report(results, out, capsys)
+    tex = (out / "s" / "final.tex").read_text()
+    assert r"\caption{Final success rate on suite s: mean $\pm$ std over seeds (n), last 3 evaluations}" in tex
+    assert r"moto\_v2\#1" in tex and "textbackslash" not in tex
+    assert "**" not in (out / "s" / "final.md").read_text()
+    assert "RuntimeWarning" not in err
+
+
+def test_each_suites_line_counts_its_own_files(tmp_path, capsys):
+    results, out = tmp_path / "results", tmp_path / "out"
+    write_run(results, "a", "metaworld/door-open", "bc", 0, STEPS, (0.0, 0.2, 0.4, 0.6))
+    write_run(results, "b", "metaworld/door-open", "bc", 0, STEPS, (0.0, 0.2, 0.4, 0.6))
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("wrote")]
+    counts = [int(l.split("(and ")[1].split()[0]) for l in lines]
+    assert len(counts) == 2 and counts[0] == counts[1]
+    assert counts[0] == sum(1 for p in (out / "a").iterdir()) - 1

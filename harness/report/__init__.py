@@ -8,8 +8,10 @@ and table and names the runs behind each number, the unfinished ones and the ski
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
@@ -31,7 +33,8 @@ def report(results: Path, out: Path, suite: str | None = None,
                         f"meaningless, more only take time), got {reps}.")
     loaded = load(Path(results), suite, warn)
     suites = sorted({r.suite for r in loaded.runs} | {p.split("/", 1)[0] for p in
-                    [*loaded.not_started, *(path for path, _ in loaded.skipped)]})
+                    [*loaded.not_started, *(path for path, _ in loaded.skipped)]}
+                    | {path.split("/", 1)[0] for path, _ in loaded.ignored if "/" in path})
     if not suites:
         where = f"suite '{suite}' in " if suite else ""
         raise UserError(f"no runs to report in {where}{results}. Run a suite first "
@@ -41,9 +44,14 @@ def report(results: Path, out: Path, suite: str | None = None,
         runs = [r for r in loaded.runs if r.suite == name]
         part = Loaded(runs=runs, warnings=loaded.warnings,
                       skipped=[s for s in loaded.skipped if s[0].split("/", 1)[0] == name],
-                      not_started=[p for p in loaded.not_started if p.split("/", 1)[0] == name])
-        written += SuiteReport(name, part, Path(out) / name, final_evals, reps,
-                               include_unfinished).write()
+                      not_started=[p for p in loaded.not_started if p.split("/", 1)[0] == name],
+                      ignored=[i for i in loaded.ignored if i[0].split("/", 1)[0] == name])
+        # NaN standard deviations of one seed, means of empty bootstrap slices: the tables
+        # show them as "–", so NumPy's RuntimeWarnings about them are noise on stderr.
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            written += SuiteReport(name, part, Path(out) / name, final_evals, reps,
+                                   include_unfinished).write()
     return written
 
 
@@ -64,6 +72,7 @@ class SuiteReport:
             final = agg.final_scores(evaluations, self.final_evals)
             table = agg.per_task(final)
             self._final_table(table)
+            self.sections += self._short_finals(final)
             self._other_measures(final)
             self._curves(finished, evaluations)
             self._aggregates(final, sorted(table.task.unique()))
@@ -94,13 +103,31 @@ class SuiteReport:
 
     def _final_table(self, table: pd.DataFrame) -> None:
         markdown, paths = tables.score_table(
-            table, self.out / "final", f"Final success rate on suite {self.suite}: mean $\\pm$ "
+            table, self.out / "final", f"Final success rate on suite {self.suite}: mean ± "
             f"std over seeds (n), last {self.final_evals} evaluations")
         self.written += paths
         self.sections += ["## Final performance", "",
                           "Mean ± standard deviation over seeds (seed count); best per task in "
                           "bold. " + _links(paths), "", markdown,
                           *[f"- {line}" for line in tables.best_counts(table)], ""]
+
+    def _short_finals(self, final: pd.DataFrame) -> list[str]:
+        """Lines naming the runs whose final score is not what the header says: fewer
+        evaluations than --final-evals, or the offline evaluation among them."""
+        lines = []
+        short = final[final.evals < self.final_evals]
+        if len(short):
+            lines.append(f"**{len(short)} of {len(final)} runs have fewer than {self.final_evals} "
+                         "evaluations**; their final score averages all they have: " + ", ".join(
+                             f"`{r.run}` ({r.evals})" for r in short.head(10).itertuples())
+                         + (" ..." if len(short) > 10 else "") + ".")
+        with_offline = final[final.online_evals < final.evals]
+        if len(with_offline):
+            lines.append(f"**{len(with_offline)} runs' final scores include their offline "
+                         "evaluation** (they have fewer online evaluations than that): "
+                         + ", ".join(f"`{r.run}`" for r in with_offline.head(10).itertuples())
+                         + (" ..." if len(with_offline) > 10 else "") + ".")
+        return [*lines, ""] if lines else []
 
     def _other_measures(self, final: pd.DataFrame) -> None:
         """Success after the offline phase, and Kitchen's other two measures, as tables."""
@@ -120,7 +147,7 @@ class SuiteReport:
                 continue
             markdown, paths = tables.score_table(
                 agg.per_task(rows, column), self.out / stem,
-                f"{title} on suite {self.suite}: mean $\\pm$ std over seeds (n)")
+                f"{title} on suite {self.suite}: mean ± std over seeds (n)")
             self.written += paths
             self.sections += [f"## {title}", "", f"Per run: {meaning}. Mean ± standard deviation "
                               "over seeds (seed count). " + _links(paths), "", markdown]
@@ -154,14 +181,24 @@ class SuiteReport:
             paths = plots.curve_panels(panels, self.colour, self.out / f"curves-{family}", columns)
             self.written += paths
             lines += [f"![{family} curves]({paths[0].name}) ({_links(paths)})", ""]
-        if len(evaluations.task.unique()) > 1:
-            curves = agg.aggregate_curves(evaluations, self.reps)
+        all_tasks = set(evaluations.task.unique())
+        if len(all_tasks) > 1:
+            # Only algorithms with runs on every task, as in the tables: a mean over a subset
+            # of the tasks would not be comparable with the others.
+            complete = sorted(a for a, rows in evaluations.groupby("algorithm")
+                              if set(rows.task) == all_tasks)
+            curves = agg.aggregate_curves(evaluations[evaluations.algorithm.isin(complete)],
+                                          self.reps) if complete else {}
             paths = plots.curve_panels([("mean over tasks", "success rate", curves)],
                                        self.colour, self.out / "curves-aggregate", 1)
             self.written += paths
             lines += ["Mean success over all tasks of the suite (band: runs resampled within "
                       "each task), up to the last step every task has reached:", "",
                       f"![aggregate curve]({paths[0].name}) ({_links(paths)})", ""]
+            missing = sorted(set(evaluations.algorithm) - set(complete))
+            if missing:
+                lines += [f"Not in the aggregate curve (no finished run on some task): "
+                          f"{', '.join(missing)}.", ""]
         self.sections += lines
 
     def _aggregates(self, final: pd.DataFrame, tasks: list[str]) -> None:
@@ -274,8 +311,12 @@ class SuiteReport:
             lines += [f"| `{path}` | {why} |" for path, why in self.loaded.skipped]
         else:
             lines.append("None.")
+        if self.loaded.ignored:
+            lines += ["", "## Ignored in the results tree", "", "| entry | why |", "|---|---|"]
+            lines += [f"| `{path}` | {why} |" for path, why in self.loaded.ignored]
+        ignored = {f"{path}: {why}" for path, why in self.loaded.ignored}
         notes = [w for w in self.loaded.warnings if not w.endswith("run skipped")
-                 and w.split("/", 1)[0] == self.suite]
+                 and w.split("/", 1)[0] == self.suite and w not in ignored]
         if notes:
             lines += ["", "## Rows left out", "", *[f"- {w}" for w in notes]]
         self.sections += lines + [""]

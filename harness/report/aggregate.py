@@ -38,7 +38,8 @@ PROFILE_TAUS = np.linspace(0.0, 1.0, 51)
 
 def final_scores(evaluations: pd.DataFrame, last: int = FINAL_EVALS) -> pd.DataFrame:
     """One row per run: `final` (mean of its last `last` evaluations), `offline` (its last
-    offline evaluation), `evals` (how many evaluations the final score averages), and, when
+    offline evaluation), `evals` (how many evaluations the final score averages, `online_evals`
+    of them online: fewer when a run has fewer than `last` online evaluations), and, when
     the task logs them (Kitchen), `final_objects` and `final_any` (the same mean of
     `eval_objects` and of `eval_success_any`)."""
     rows = []
@@ -50,6 +51,7 @@ def final_scores(evaluations: pd.DataFrame, last: int = FINAL_EVALS) -> pd.DataF
         offline = group[group.phase == "offline"].eval_success
         row = {"suite": suite, "task": task, "algorithm": algorithm, "seed": seed, "run": run,
                "final": float(tail.eval_success.mean()), "evals": len(tail),
+               "online_evals": int((tail.phase == "online").sum()),
                "offline": float(offline.iloc[-1]) if len(offline) else np.nan}
         if has_objects:
             row["final_objects"] = float(tail.eval_objects.mean())

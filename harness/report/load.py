@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import stat
 import sys
@@ -54,6 +55,7 @@ class Loaded:
     runs: list[Run] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (file, why)
     not_started: list[str] = field(default_factory=list)            # run dirs with no files yet
+    ignored: list[tuple[str, str]] = field(default_factory=list)    # (entry, why): symlinks, stray files
     warnings: list[str] = field(default_factory=list)
 
     def finished(self) -> list[Run]:
@@ -90,6 +92,10 @@ def load(results: Path, suite: str | None = None, warn=None) -> Loaded:
         loaded.warnings.append(f"{shown}: {why}; run skipped")
         warn(loaded.warnings[-1])
 
+    loaded.ignored = tree.ignored_entries(results, suite)
+    for path, why in loaded.ignored:
+        loaded.warnings.append(f"{path}: {why}")
+        warn(loaded.warnings[-1])
     for run_dir in tree.iter_run_dirs(results, suite):
         status = tree.read_status(run_dir)
         state = tree.observed_state(run_dir, status)
@@ -241,12 +247,64 @@ def read_metrics(path: Path, finished: bool) -> tuple[pd.DataFrame, list[str]]:
     bad_phase = sorted(set(frame["phase"]) - set(PHASES))
     if bad_phase:
         raise BadFile(f"metrics.csv: phase {bad_phase[0]!r} is neither offline nor online")
+    frame.index = pd.RangeIndex(2, len(frame) + 2)  # line numbers in the file
     unusable = frame["eval_success"].isna() | frame["env_steps"].isna()
     if unusable.any():
         notes.append(f"{int(unusable.sum())} of {len(frame)} rows have no eval_success or "
                      "env_steps (NaN) and are left out")
-        frame = frame[~unusable].reset_index(drop=True)
-    return frame, notes
+        frame = frame[~unusable]
+    _check_values(frame)
+    duplicated = frame.duplicated(keep="first")
+    if duplicated.any():
+        notes.append(f"{int(duplicated.sum())} rows repeat an earlier row exactly (lines "
+                     f"{', '.join(map(str, frame.index[duplicated][:5]))}) and are counted once")
+        frame = frame[~duplicated]
+    _check_order(frame)
+    if len(raw) > LARGE_METRICS_BYTES:
+        notes.append(f"metrics.csv is {len(raw) / 2**20:.0f} MiB, where a run writes a few KiB; "
+                     "it was read whole, which takes time and memory")
+    return frame.reset_index(drop=True), notes
+
+
+# What each column may hold: (least, most) of the finite values; NaN is checked elsewhere.
+VALUE_RANGES = {"eval_success": (0.0, 1.0), "eval_success_any": (0.0, 1.0),
+                "eval_objects": (0.0, math.inf), "env_steps": (0.0, math.inf),
+                "grad_steps": (0.0, math.inf), "episodes": (0.0, math.inf)}
+LARGE_METRICS_BYTES = 32 * 2**20
+
+
+def _check_values(frame: pd.DataFrame) -> None:
+    """BadFile at the first value outside its column's range (success on a 0-100 scale,
+    negative steps, inf): a score that is no success rate must not reach a table."""
+    for column, (least, most) in VALUE_RANGES.items():
+        if column not in frame:
+            continue
+        values = frame[column]
+        bad = values.notna() & ~((values >= least) & (values <= most) & np.isfinite(values))
+        if bad.any():
+            line = bad.idxmax()
+            raise BadFile(f"metrics.csv line {line}, column {column}: {float(values[line])!r} "
+                          f"is outside [{least:g}, {most:g}]")
+
+
+def _check_order(frame: pd.DataFrame) -> None:
+    """Rows are in the order a run writes them: offline before online, steps never going
+    back. The final score is the mean of the last rows, so rows out of order would score an
+    earlier evaluation as the final one."""
+    online = (frame["phase"] == "online").to_numpy()
+    for column in ("env_steps", "grad_steps"):
+        if column not in frame:
+            continue
+        steps = frame[column].to_numpy()
+        back = np.flatnonzero(np.diff(steps) < 0)
+        if len(back):
+            line = frame.index[back[0] + 1]
+            raise BadFile(f"metrics.csv line {line}: {column} {steps[back[0] + 1]:g} comes after "
+                          f"{steps[back[0]]:g}; rows are out of order")
+    if len(online) and (np.diff(online.astype(int)) < 0).any():
+        line = frame.index[int(np.flatnonzero(np.diff(online.astype(int)) < 0)[0]) + 1]
+        raise BadFile(f"metrics.csv line {line}: an offline row after an online one; rows are "
+                      "out of order")
 
 
 def _numbers(column: str, values: tuple) -> np.ndarray:

@@ -4,6 +4,7 @@ paper: booktabs, best in bold)."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,12 +19,12 @@ def _cell(mean: float, std: float) -> str:
 
 def best_labels(table: pd.DataFrame) -> dict[str, set[str]]:
     """{task: labels with the highest mean final score on it}: all of them when several tie,
-    none when every label ties (then nothing is best)."""
+    none when every label ties or only one label ran the task (then nothing is best)."""
     best = {}
     for task, rows in table.groupby("task"):
         top = rows["mean"].max()
         best[task] = set(rows[rows["mean"] >= top - 1e-12].algorithm)
-        if len(rows) > 1 and len(best[task]) == len(rows):
+        if len(best[task]) == len(rows):
             best[task] = set()
     return best
 
@@ -146,8 +147,12 @@ def interval_table(table: pd.DataFrame, improvement: pd.DataFrame | None, path: 
     return "\n".join(md) + "\n", [path, path.with_suffix(".csv")]
 
 
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#",
+                "$": r"\$", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                "^": r"\textasciicircum{}", "±": r"$\pm$"}
+
+
 def _tex(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"),
-                          ("#", r"\#"), ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
-        text = text.replace(char, escaped)
-    return text
+    """Plain text as LaTeX: each special character escaped once, in one pass (escaping them one
+    after another would escape the braces of an earlier escape), ± as math-mode pm."""
+    return re.sub("|".join(map(re.escape, _TEX_ESCAPES)), lambda m: _TEX_ESCAPES[m.group()], text)
