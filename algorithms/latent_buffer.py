@@ -5,9 +5,14 @@ Per update, on a batch of real sequences (B x T):
 
 1. World model: one gradient step of `world_model_loss` (Gaussian latents, M prior heads
    sharing the GRU), which also gives the posterior states of the batch.
-2. Real latent transitions (s_t, a_t+1, r_t+1, s_t+1) from those posterior features, B (T - 1)
-   of them, go into the real buffer; a pair across an episode boundary is stored with weight 0.
-3. Imagined transitions: from `rollout_starts` posterior states, H steps with
+2. On every `refresh_every`-th update only (LOMPO: 200; the first update is one), the buffers
+   get new rows, from the model as it is then (steps 2 and 3). Real latent transitions
+   (s_t, a_t+1, r_t+1, s_t+1) from those posterior features, past the first `burn_in` steps
+   of each sequence (whose filter has seen too little; LOMPO encodes whole episodes from
+   their first step), B (T - 1 - burn_in) of them, go into the real buffer; a pair across an
+   episode boundary is stored with weight 0.
+3. Imagined transitions: from `rollout_starts` posterior states (0: every one of the batch,
+   B T, as LOMPO), H steps with
    a = clip(pi(s) + N(0, sigma^2)), the next latent sampled from one ensemble member drawn
    per step, the reward from the reward head at the next state, and the ensemble's
    disagreement u (`log_prob_disagreement`) at the sampled next latent. The agent turns
@@ -48,7 +53,8 @@ class LatentBufferConfig:
     PRESETS: ClassVar[dict] = {
         "paper": {},
         "debug": {"world_model": "debug", "ensemble": 3, "batch_size": 4, "sequence_length": 10,
-                  "horizon": 3, "rollout_starts": 8, "agent_batch_size": 32, "real_capacity": 2000,
+                  "horizon": 3, "rollout_starts": 8, "burn_in": 2, "agent_batch_size": 32,
+                  "real_capacity": 2000,
                   "imagined_capacity": 2000, "actor_units": 32, "actor_layers": 2,
                   "critic_units": 32, "critic_layers": 2, "steps_per_call": 1},
         # Ours, for state vectors on 2 CPU cores (docs/decisions.md): the `lompo-cpu` world
@@ -59,17 +65,21 @@ class LatentBufferConfig:
                 "steps_per_call": 10},
     }
 
+    MINIMUMS: ClassVar[dict] = {"rollout_starts": 0, "burn_in": 0}
+
     world_model: str = "lompo"  # preset of WorldModelConfig (Gaussian latents are required)
     world_model_overrides: dict = field(default_factory=dict)  # e.g. {deter: 128}
     ensemble: int = 7  # prior heads sharing the GRU (LOMPO num_models)
     batch_size: int = 64  # model batch: sequences (LOMPO model_batch_size)
     sequence_length: int = 50  # steps per sequence (LOMPO model_batch_length)
     horizon: int = 5  # imagined steps per rollout (LOMPO)
-    rollout_starts: int = 64  # ours: posterior states rolled out per update (LOMPO: all 3200 of one model batch every 200 agent updates, the model frozen)
+    refresh_every: int = 200  # updates between writes to the buffers (LOMPO agent_itters_per_step); 1: every update
+    rollout_starts: int = 0  # posterior states rolled out at a refresh; 0: all B x T of the batch (LOMPO: 3200)
+    burn_in: int = 5  # ours: first steps of each sequence whose latents are not stored as real rows
     exploration_noise: float = 0.2  # std of the Gaussian noise on rollout and exploration actions (LOMPO expl_amount)
     agent_batch_size: int = 256  # transitions drawn from each buffer per update (LOMPO: 256 + 256)
-    real_capacity: int = 25_000  # ours: real latent transitions kept (LOMPO: the dataset's size)
-    imagined_capacity: int = 25_000  # ours: imagined transitions kept (LOMPO: the dataset's size)
+    real_capacity: int = 50_000  # ours: real latent transitions kept (LOMPO: the dataset's size)
+    imagined_capacity: int = 50_000  # ours: imagined transitions kept (LOMPO: the dataset's size)
     discount: float = 0.99
     tau: float = 0.005  # Polyak rate of the target critics (LOMPO)
     actor_units: int = 256  # deterministic tanh actor, 4 x 256 ELU (LOMPO)
@@ -94,6 +104,10 @@ class LatentBufferConfig:
 
 # ---------------------------------------------------------------------------------------------
 # The ring buffer, as pure functions of a dict of arrays.
+
+
+ROLLOUT_METRICS = ("imagined_model_reward", "imagined_reward", "disagreement_mean",
+                   "disagreement_max")
 
 
 def buffer_init(capacity: int, fields: dict[str, tuple]) -> dict:
@@ -156,24 +170,39 @@ class DeterministicActor(nn.Module):
         return jnp.tanh(nn.Dense(self.action_dim)(hidden))
 
 
+def rollout_starts(config) -> int:
+    """How many posterior states a refresh rolls out from (0 in the config: the whole batch)."""
+    return config.rollout_starts or config.batch_size * config.sequence_length
+
+
+def real_rows_per_refresh(config) -> int:
+    return config.batch_size * (config.sequence_length - 1 - config.burn_in)
+
+
 def check_config(config, name: str) -> None:
     """Errors a user can fix, named by field."""
     c = config
-    for name_ in ("horizon", "rollout_starts", "agent_batch_size", "real_capacity",
-                  "imagined_capacity", "batch_size", "steps_per_call"):
+    for name_ in ("horizon", "agent_batch_size", "real_capacity", "imagined_capacity",
+                  "batch_size", "steps_per_call", "refresh_every"):
         if getattr(c, name_) < 1:
             raise ConfigError(f"{name}.config.{name_} must be at least 1, got {getattr(c, name_)}.")
-    if c.sequence_length < 2:
-        raise ConfigError(f"{name}.config.sequence_length must be at least 2 (a transition needs "
-                          f"two steps), got {c.sequence_length}.")
-    real_rows = c.batch_size * (c.sequence_length - 1)
+    if c.sequence_length < c.burn_in + 2:
+        raise ConfigError(f"{name}.config.sequence_length must be at least burn_in + 2 (a "
+                          f"transition needs two steps past the burn-in), got {c.sequence_length} "
+                          f"with burn_in {c.burn_in}.")
+    real_rows = real_rows_per_refresh(c)
     if real_rows > c.real_capacity:
-        raise ConfigError(f"{name}.config.real_capacity ({c.real_capacity}) must hold one batch's "
-                          f"real transitions, batch_size x (sequence_length - 1) = {real_rows}.")
-    if c.rollout_starts * c.horizon > c.imagined_capacity:
+        raise ConfigError(f"{name}.config.real_capacity ({c.real_capacity}) must hold one refresh's "
+                          f"real transitions, batch_size x (sequence_length - 1 - burn_in) = "
+                          f"{real_rows}.")
+    starts = rollout_starts(c)
+    if starts > c.batch_size * c.sequence_length:
+        raise ConfigError(f"{name}.config.rollout_starts ({c.rollout_starts}) must be at most the "
+                          f"batch's posterior states, batch_size x sequence_length = "
+                          f"{c.batch_size * c.sequence_length} (0 means all of them).")
+    if starts * c.horizon > c.imagined_capacity:
         raise ConfigError(f"{name}.config.imagined_capacity ({c.imagined_capacity}) must hold one "
-                          f"update's rollouts, rollout_starts x horizon = "
-                          f"{c.rollout_starts * c.horizon}.")
+                          f"refresh's rollouts, rollout starts x horizon = {starts * c.horizon}.")
     if not c.exploration_noise >= 0.0:
         raise ConfigError(f"{name}.config.exploration_noise must be >= 0, got {c.exploration_noise}.")
 
@@ -202,7 +231,10 @@ class LatentBufferAgent(LatentAgent):
         self._train = {"params": params, "target_critic": jax.tree.map(jnp.copy, params["critic"]),
                        "opt": self._init_opt(params),
                        "real": buffer_init(config.real_capacity, fields),
-                       "imagined": buffer_init(config.imagined_capacity, fields)}
+                       "imagined": buffer_init(config.imagined_capacity, fields),
+                       "updates": jnp.zeros((), jnp.int32),
+                       # The last refresh's rollout metrics, reported until the next one.
+                       "rollout_metrics": {k: jnp.zeros((), jnp.float32) for k in ROLLOUT_METRICS}}
 
     # -- what LOMPO and COMBO say differently ------------------------------------------------
 
@@ -217,13 +249,15 @@ class LatentBufferAgent(LatentAgent):
     # -- the buffers' contents ---------------------------------------------------------------
 
     def _real_transitions(self, posts, batch) -> dict:
-        """(s_t, a_t+1, r_t+1, s_t+1) of every adjacent pair of the batch's posterior states."""
+        """(s_t, a_t+1, r_t+1, s_t+1) of every adjacent pair of the batch's posterior states
+        from step `burn_in` on."""
         b, t = batch["action"].shape[:2]
+        s = self.config.burn_in
         features = WorldModel.features(flatten_time(posts)).reshape(b, t, -1)
-        rows = {"features": features[:, :-1], "action": batch["action"][:, 1:],
-                "reward": batch["reward"][:, 1:], "next_features": features[:, 1:],
-                "weight": 1.0 - batch["is_first"][:, 1:].astype(jnp.float32)}
-        return jax.tree.map(lambda x: x.reshape((b * (t - 1),) + x.shape[2:]), rows)
+        rows = {"features": features[:, s:-1], "action": batch["action"][:, s + 1:],
+                "reward": batch["reward"][:, s + 1:], "next_features": features[:, s + 1:],
+                "weight": 1.0 - batch["is_first"][:, s + 1:].astype(jnp.float32)}
+        return jax.tree.map(lambda x: x.reshape((b * (t - 1 - s),) + x.shape[2:]), rows)
 
     def _rollouts(self, model_params, actor_params, start: dict, key) -> tuple[dict, dict]:
         """H imagined steps from `start` (N states): N H transitions and their metrics."""
@@ -258,6 +292,7 @@ class LatentBufferAgent(LatentAgent):
                    "imagined_reward": rows["reward"].mean(),
                    "disagreement_mean": steps["disagreement"].mean(),
                    "disagreement_max": steps["disagreement"].max()}
+        assert set(metrics) == set(ROLLOUT_METRICS)
         return rows, metrics
 
     # -- losses ------------------------------------------------------------------------------
@@ -291,12 +326,20 @@ class LatentBufferAgent(LatentAgent):
 
         model_params, opt["model"], posts, model_metrics = self._model_step(params, opt, batch, model_key)
         posts = sg(posts)
-        real_buffer = buffer_add(train["real"], self._real_transitions(posts, batch))
-        starts = flatten_time(posts)
-        pick = jax.random.randint(start_key, (c.rollout_starts,), 0, starts["deter"].shape[0])
-        imagined, rollout_metrics = self._rollouts(sg(model_params), params["actor"],
-                                                   jax.tree.map(lambda x: x[pick], starts), rollout_key)
-        imagined_buffer = buffer_add(train["imagined"], imagined)
+
+        def refresh(_):
+            """New real and imagined rows from the model as it is now."""
+            real = buffer_add(train["real"], self._real_transitions(posts, batch))
+            starts = flatten_time(posts)
+            if c.rollout_starts:
+                pick = jax.random.randint(start_key, (c.rollout_starts,), 0, starts["deter"].shape[0])
+                starts = jax.tree.map(lambda x: x[pick], starts)
+            rows, metrics = self._rollouts(sg(model_params), params["actor"], starts, rollout_key)
+            return real, buffer_add(train["imagined"], rows), metrics
+
+        due = train["updates"] % c.refresh_every == 0
+        real_buffer, imagined_buffer, rollout_metrics = jax.lax.cond(
+            due, refresh, lambda _: (train["real"], train["imagined"], train["rollout_metrics"]), None)
 
         n = c.agent_batch_size
         agent_batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b]),
@@ -311,7 +354,8 @@ class LatentBufferAgent(LatentAgent):
 
         new_train = {"params": {"model": model_params, "actor": actor_params, "critic": critic_params},
                      "target_critic": polyak(critic_params, train["target_critic"], c.tau),
-                     "opt": opt, "real": real_buffer, "imagined": imagined_buffer}
+                     "opt": opt, "real": real_buffer, "imagined": imagined_buffer,
+                     "updates": train["updates"] + 1, "rollout_metrics": rollout_metrics}
         sizes = {"real_buffer_size": real_buffer["size"].astype(jnp.float32),
                  "imagined_buffer_size": imagined_buffer["size"].astype(jnp.float32)}
         return new_train, {**model_metrics, **rollout_metrics, **critic_metrics, **actor_metrics, **sizes}

@@ -92,38 +92,51 @@ def _sequences(rng, b=4, t=10):
 
 @pytest.mark.parametrize("name", ["lompo", "combo"])
 def test_buffers_fill_through_updates_and_survive_a_checkpoint(name):
-    agent, rng = _agent(name), np.random.default_rng(0)
+    agent, rng = _agent(name, refresh_every=1), np.random.default_rng(0)
     metrics = agent.update(_sequences(rng))
-    # One update: 4 x 9 real transitions (one across the boundary, weight 0) and
-    # rollout_starts x horizon = 8 x 3 imagined ones.
-    assert metrics["real_buffer_size"] == 36 and metrics["imagined_buffer_size"] == 24
+    # One refresh: 4 x (9 - 2 burn-in steps) real transitions (one across the boundary at
+    # step 5, weight 0) and rollout_starts x horizon = 8 x 3 imagined ones.
+    assert metrics["real_buffer_size"] == 28 and metrics["imagined_buffer_size"] == 24
     state = agent.state_dict()["train"]
-    weights = np.asarray(state["real"]["data"]["weight"][:36])
-    assert weights.sum() == 35
+    weights = np.asarray(state["real"]["data"]["weight"][:28])
+    assert weights.sum() == 27
     for _ in range(3):
         metrics = agent.update(_sequences(rng))
     assert metrics["real_buffer_size"] == 100 and metrics["imagined_buffer_size"] == 60  # full, wrapped
     stored = sum(a.nbytes for a in jax.tree.leaves(state["real"]["data"]))
     assert stored == 100 * agent.bytes_per_transition  # the figure docs/algorithms/lompo-combo.md uses
     saved = agent.state_dict()
-    other = _agent(name)
+    other = _agent(name, refresh_every=1)
     other.load_state_dict(saved)
     for key in ("real", "imagined"):
         jax.tree.map(np.testing.assert_array_equal, saved["train"][key], other.state_dict()["train"][key])
 
 
+def test_buffers_are_written_every_refresh_every_updates_from_all_starts():
+    """LOMPO's schedule: rows are written on updates 0, N, 2N, ... only; with rollout_starts 0
+    a refresh rolls out from every posterior state of the batch (4 x 10 here, horizon 3)."""
+    agent, rng = _agent("lompo", refresh_every=3, rollout_starts=0, real_capacity=1000,
+                        imagined_capacity=1000), np.random.default_rng(0)
+    sizes = []
+    for _ in range(7):
+        m = agent.update(_sequences(rng))
+        sizes.append((m["real_buffer_size"], m["imagined_buffer_size"]))
+    assert sizes == [(28, 120)] * 3 + [(56, 240)] * 3 + [(84, 360)]
+    assert m["disagreement_mean"] > 0  # the last refresh's rollout metrics, carried over
+
+
 def test_stored_latents_are_not_refreshed_when_the_model_changes():
     """The staleness the paper discusses: a transition keeps the features it was written with."""
-    agent, rng = _agent("lompo", real_capacity=1000), np.random.default_rng(0)
+    agent, rng = _agent("lompo", real_capacity=1000, refresh_every=1), np.random.default_rng(0)
     agent.update(_sequences(rng))
-    first = np.asarray(agent.state_dict()["train"]["real"]["data"]["features"][:36])
+    first = np.asarray(agent.state_dict()["train"]["real"]["data"]["features"][:28])
     before = agent.state_dict()["train"]["params"]["model"]
     for _ in range(3):
         agent.update(_sequences(rng))
     after = agent.state_dict()["train"]
     changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before, after["params"]["model"])
     assert any(jax.tree.leaves(changed))  # the model moved ...
-    np.testing.assert_array_equal(after["real"]["data"]["features"][:36], first)  # ... the rows did not
+    np.testing.assert_array_equal(after["real"]["data"]["features"][:28], first)  # ... the rows did not
 
 
 def test_lompo_penalty_lowers_the_stored_imagined_reward():
