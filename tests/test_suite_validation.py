@@ -41,7 +41,7 @@ BAD_SUITES = {
     "unknown task suggests closest": ("tasks: [metaworld/door-opn]", "Did you mean 'door-open'"),
     "unknown algorithm suggests closest": ("algorithms: [bcc]", "Did you mean 'bc'"),
     "latent buffer too small": ("algorithms: [{name: lompo, config: {real_capacity: 10}}]",
-                                "lompo.config.real_capacity (10) must hold one batch's"),
+                                "lompo.config.real_capacity (10) must hold one refresh's"),
     "negative penalty": ("algorithms: [{name: combo, config: {conservative_weight: -1}}]",
                          "combo.config.conservative_weight must be >= 0"),
     "negative seed": ("seeds: [0, -1]", "seeds must be integers in [0, 100000)"),

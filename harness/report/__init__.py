@@ -33,11 +33,12 @@ def report(results: Path, out: Path, suite: str | None = None,
                         f"meaningless, more only take time), got {reps}.")
     loaded = load(Path(results), suite, warn)
     suites = sorted({r.suite for r in loaded.runs} | {p.split("/", 1)[0] for p in
-                    [*loaded.not_started, *(path for path, _ in loaded.skipped)]}
-                    | {path.split("/", 1)[0] for path, _ in loaded.ignored if "/" in path})
+                    [*loaded.not_started, *(path for path, _ in loaded.skipped)]})
     if not suites:
         where = f"suite '{suite}' in " if suite else ""
-        raise UserError(f"no runs to report in {where}{results}. Run a suite first "
+        ignored = (f" ({len(loaded.ignored)} symlinks or stray files were passed over, named "
+                   "above)" if loaded.ignored else "")
+        raise UserError(f"no runs to report in {where}{results}{ignored}. Run a suite first "
                         "(python -m harness run suites/smoke.yaml) or pass --results.")
     written = []
     for name in suites:
