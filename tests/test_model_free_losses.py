@@ -128,3 +128,28 @@ def test_sac_shares_the_critic_encoder_and_cql_trains_its_own_actor_encoder():
         changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before[part], after[part])
         assert any(jax.tree.leaves(changed)), part
     assert not np.allclose(jax.tree.leaves(after["encoder"])[0], jax.tree.leaves(after["actor_encoder"])[0])
+
+
+def test_bc_loss_is_the_unit_gaussian_likelihood_of_the_actions():
+    """jaxrl2's pixel BC head: -log N(a; tanh(mu), I), i.e. half the squared error plus a
+    constant; no learned std for the likelihood to shrink where the data are easy."""
+    import gymnasium as gym
+    import jax
+
+    from algorithms.base import get, make_config
+    from algorithms.bc import bc_loss
+
+    cls = get("bc")
+    obs_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+    agent = cls(obs_space, gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+                make_config(cls, "debug"), seed=0, total_updates=10)
+    params = agent.state_dict()["train"]["params"]
+    obs = np.random.default_rng(0).normal(size=(7, 5 * agent.config.frame_stack)).astype(np.float32)
+    action = np.random.default_rng(1).uniform(-1, 1, (7, 2)).astype(np.float32)
+    mean = np.asarray(agent.policy.apply(params, obs))
+    assert np.all(np.abs(mean) < 1)
+    loss, metrics = bc_loss(params, agent.policy, obs, action)
+    expected = np.mean(0.5 * ((action - mean) ** 2).sum(-1)) + np.log(2 * np.pi)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    heads = [leaf for leaf in jax.tree.leaves(params) if leaf.ndim == 2 and leaf.shape[1] == 2]
+    assert len(heads) == 1  # one head, the mean's: no log-std head
