@@ -164,7 +164,8 @@ def test_shipped_paper_suites_name_the_paper_protocol_and_all_algorithms():
 
     from harness.suite import SUITES_DIR
 
-    for name, tasks, per_episode in (("metaworld10", 10, 20), ("kitchen2", 2, 50)):
+    for name, tasks, per_episode in (("metaworld10", 10, 20), ("metaworld10-state", 10, 20),
+                                     ("kitchen2", 2, 50)):
         raw = yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text())
         assert len(raw["tasks"]) == tasks
         assert set(raw["algorithms"]) == {"moto", "dreamerv2", "lompo", "combo", "cql", "iql",
@@ -172,6 +173,24 @@ def test_shipped_paper_suites_name_the_paper_protocol_and_all_algorithms():
         assert raw["protocol"]["offline_steps"] == 10000
         assert raw["protocol"]["online_env_steps"] == 500000
         assert raw["protocol"]["updates_per_episode"] == per_episode
+    state, pixels = (yaml.safe_load((SUITES_DIR / f"{n}.yaml").read_text())
+                     for n in ("metaworld10-state", "metaworld10"))
+    assert [t.replace("metaworld-state/", "metaworld/") for t in state["tasks"]] == pixels["tasks"]
+    assert state["seeds"] == pixels["seeds"] == 5
+
+
+def test_the_evidence_suite_is_what_docs_results_describes():
+    """4 MetaWorld tasks from states, all 8 algorithms at their cpu presets, 3 seeds, an
+    offline phase and an online phase of at least 100 episodes (issue 23)."""
+    from harness.suite import SUITES_DIR, load_suite
+
+    suite = load_suite(str(SUITES_DIR / "evidence.yaml"))
+    assert len(suite.tasks) >= 4 and all(t.startswith("metaworld-state/") for t in suite.tasks)
+    assert {(a.name, a.preset) for a in suite.algorithms} == {
+        (n, "cpu") for n in ("moto", "dreamerv2", "lompo", "combo", "cql", "iql", "sac", "bc")}
+    assert list(suite.seeds) == [0, 1, 2]
+    assert suite.protocol.offline_steps > 0
+    assert suite.protocol.online_env_steps >= 100 * 400
 
 
 @pytest.mark.parametrize("algorithms,expected", [
