@@ -230,3 +230,32 @@ def test_an_episode_file_that_is_a_directory(tmp_path, data, capsys):
     path.unlink()
     path.mkdir()
     refused(tmp_path, data, capsys, f"{path} (a directory) cannot be read")
+
+
+def test_metaworld_state_datasets_are_checked_and_bad_names_refused(tmp_path, capsys):
+    """The state family gets the same checks: a pixel episode (or a truncated state vector)
+    in its dataset stops the launch naming the file; misspelt and versioned names are refused."""
+    from harness.envs import task_info
+    from harness.errors import UserError
+
+    data = tmp_path / "data"
+    assert main(["data", "metaworld-state", "--tasks", "door-open", "--episodes", "2",
+                 "--data-dir", str(data)]) == 0
+    path = data / "metaworld-state.door-open" / "episode_000001.npz"
+    with np.load(path) as archive:
+        obs = archive["obs"]
+    assert obs.shape == (201, 39) and obs.dtype == np.float32
+    _rewrite(path, obs=obs[:, :36])
+    before = snapshot(data)
+    suite = small_suite(tmp_path, tasks="[metaworld-state/door-open]",
+                        protocol={"dataset_episodes": 2, "online_env_steps": 400})
+    assert main(["run", str(suite), "--results", str(tmp_path / "r"), "--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}" in err and ("'obs' is float32 (201, 36), but metaworld-state/door-open "
+                                 "needs float32 (201, 39)") in err
+    assert not (tmp_path / "r").exists() and snapshot(data) == before
+    for name, words in (("metaworld-state/door-open-v3", "without the version suffix, e.g. "
+                         "'metaworld-state/door-open'"),
+                        ("metaworld-state/dor-open", "Did you mean 'door-open'?")):
+        with pytest.raises(UserError, match=words):
+            task_info(name)
