@@ -16,12 +16,14 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 
 HIGHLIGHT = "moto"
-# Fixed colours for the eight algorithms of the paper, so figures of different reports agree;
-# other labels (ablation variants, presets) take the remaining colours in sorted order.
-FIXED = {"moto": "#d62728", "dreamerv2": "#1f77b4", "lompo": "#ff7f0e", "combo": "#2ca02c",
-         "cql": "#9467bd", "iql": "#8c564b", "sac": "#e377c2", "bc": "#7f7f7f"}
-SPARE = ["#17becf", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
-         "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#9edae5", "#dbdb8d"]
+# Fixed colours for the eight algorithms of the paper, so figures of different reports agree:
+# Okabe and Ito's palette for colour-blind readers, its yellow (too faint as a line on white)
+# replaced by grey. Other labels (ablation variants, presets) take the spare colours, from
+# Paul Tol's muted scheme, in sorted order.
+FIXED = {"moto": "#D55E00", "dreamerv2": "#0072B2", "lompo": "#E69F00", "combo": "#009E73",
+         "cql": "#CC79A7", "iql": "#56B4E9", "sac": "#000000", "bc": "#999999"}
+SPARE = ["#882255", "#44AA99", "#999933", "#332288", "#117733", "#AA4499", "#88CCEE",
+         "#DDCC77", "#661100", "#6699CC"]
 ORDER = list(FIXED)
 
 
@@ -52,18 +54,20 @@ def _save(fig, stem: Path) -> list[Path]:
     return paths
 
 
-def _legend(fig, handles: dict) -> None:
+def _legend(fig, handles: dict, seeds: dict | None = None) -> None:
     """One legend outside the panels: on the right of a single panel, below several (in as
     many columns as the figure's width holds: constrained layout makes room for the legend
-    but cannot make a too-wide one fit)."""
+    but cannot make a too-wide one fit). With `seeds`, each entry says how many runs (seeds)
+    its curves average at most."""
     names = order(handles)
+    shown = [f"{n} ({seeds[n]} seed{'s' if seeds[n] != 1 else ''})" if seeds else n for n in names]
     if len([ax for ax in fig.axes if ax.get_visible() and ax.axison]) == 1:
         where, columns = "outside right upper", 1
     else:
-        entry_inches = 0.075 * max(len(n) for n in names) + 0.75   # 9-pt text plus the handle
+        entry_inches = 0.075 * max(len(n) for n in shown) + 0.75   # 9-pt text plus the handle
         where = "outside lower center"
         columns = max(1, min(len(names), int(fig.get_figwidth() // entry_inches)))
-    fig.legend([handles[n] for n in names], names, loc=where, ncol=columns, frameon=False,
+    fig.legend([handles[n] for n in names], shown, loc=where, ncol=columns, frameon=False,
                fontsize=9)
 
 
@@ -78,12 +82,15 @@ def curve_panels(panels: list[tuple[str, str, dict]], colour_of: dict, stem: Pat
     # tick labels only on the left, less to read and less to lay out.
     fig, axes = plt.subplots(rows, columns, figsize=size, sharey="row", squeeze=False,
                              layout="constrained")
-    handles = {}
+    handles, seeds = {}, {}
+    last_step = max((c.steps[-1] for _, _, curves in panels for c in curves.values()
+                     if len(c.steps)), default=0)
     for ax, (title, ylabel, curves) in zip(axes.flat, panels):
         for label in order(curves):
             curve = curves[label]
             (handles[label],) = ax.plot(curve.steps, curve.mean, color=colour_of[label],
                                         label=label, **_style(label))
+            seeds[label] = max(seeds.get(label, 0), int(np.max(curve.runs, initial=0)))
             band = curve.runs >= 2
             if band.any():
                 ax.fill_between(curve.steps, curve.low, curve.high, where=band,
@@ -91,6 +98,8 @@ def curve_panels(panels: list[tuple[str, str, dict]], colour_of: dict, stem: Pat
         ax.set_title(title, fontsize=10)
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.xaxis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
+        if last_step > 0:  # the axis ends at the budget, so its last tick labels the end
+            ax.set_xlim(0, last_step)
         ax.tick_params(labelsize=8)
         if ylim and ylabel.startswith("success"):
             ax.set_ylim(*ylim)
@@ -102,7 +111,7 @@ def curve_panels(panels: list[tuple[str, str, dict]], colour_of: dict, stem: Pat
             ax.set_xlabel("online env steps", fontsize=9)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    _legend(fig, handles)
+    _legend(fig, handles, seeds)
     return _save(fig, stem)
 
 
@@ -117,10 +126,14 @@ def interval_panels(table, stem: Path, colour_of: dict) -> list[Path]:
             low, high = rows.loc[label, f"{metric}_low"], rows.loc[label, f"{metric}_high"]
             ax.barh(y, high - low, left=low, height=0.6, color=colour_of[label], alpha=0.75)
             ax.plot([rows.loc[label, metric]] * 2, [y - 0.3, y + 0.3], color="black", linewidth=1.5)
+            if high - low < 1e-9:  # a collapsed interval (one seed, or all runs equal): say so
+                ax.plot(low, y, marker="D", color=colour_of[label], markersize=5)
         ax.set_yticks(range(len(labels)), labels, fontsize=9)
         ax.set_xlim(-0.02, 1.02)
         ax.set_title(f"{name} of final success", fontsize=10)
         ax.grid(axis="x", alpha=0.25)
+    fig.supxlabel("final success rate (bar: 95% interval; diamond: an interval of zero width)",
+                  fontsize=9)
     return _save(fig, stem)
 
 
