@@ -294,3 +294,16 @@ def test_data_command_flags(tmp_path, capsys):
     assert main(["data", "kitchen", "--minari-dir", "", "--data-dir", str(tmp_path / "d")]) == 2
     assert "--minari-dir ''" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_empty_data_variable_and_bad_fault_values_are_user_errors(tmp_path, monkeypatch, capsys):
+    from harness import faults
+    from harness.errors import UserError
+
+    monkeypatch.setenv("MOTO_HARNESS_DATA", "")
+    path = small_suite(tmp_path)
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), "--dry-run"]) == 2
+    assert "MOTO_HARNESS_DATA is set but empty" in capsys.readouterr().err
+    monkeypatch.setenv("MOTO_HARNESS_FAULT", "update:abc")
+    with pytest.raises(UserError, match="write POINT:N with N a positive integer"):
+        faults.point("update")

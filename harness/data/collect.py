@@ -32,7 +32,10 @@ MAX_ATTEMPTS_PER_DEMO = 3
 
 
 def default_data_dir() -> Path:
-    if os.environ.get("MOTO_HARNESS_DATA"):
+    if "MOTO_HARNESS_DATA" in os.environ:
+        if not os.environ["MOTO_HARNESS_DATA"].strip():
+            raise UserError("MOTO_HARNESS_DATA is set but empty: unset it (for the default "
+                            "dataset directory) or name a directory.")
         return Path(os.environ["MOTO_HARNESS_DATA"])
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "moto-harness" / "datasets"
