@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -125,7 +126,17 @@ def cmd_report(args) -> int:
 
     results = Path(args.results)
     out = _writable_dir(_or_default(args.out, lambda: results / "_report"), "--out")
-    written = report(results, out, args.suite, args.final_evals, args.reps, args.include_unfinished)
+    try:
+        written = report(results, out, args.suite, args.final_evals, args.reps,
+                         args.include_unfinished)
+    except OSError as err:  # a full disk, a quota, a read-only mount: say so, no traceback
+        writing = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or (
+            err.filename is not None and Path(str(err.filename)).resolve().is_relative_to(out.resolve()))
+        if not writing:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        raise UserError(f"cannot write the report under {out}{where}: {err.strerror or err}. "
+                        "Free some space or give another --out.") from None
     for path in written:
         if path.name == "report.md":
             beside = sum(p.parent == path.parent for p in written) - 1
@@ -382,3 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `status | head -1`: the reader has what it wanted
+        # Point stdout at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the broken pipe would

@@ -26,6 +26,7 @@ from pathlib import Path
 import submitit
 
 from harness import results as tree
+from harness.cores import core_slots, pin_parent_command, usable_cores
 from harness.errors import UserError
 from harness.run import LAUNCHER_PID_ENV
 
@@ -87,9 +88,12 @@ class Plan:
 
 
 def plan(runs, results: Path, retry_failed: bool) -> Plan:
-    """One status read per run: linear in the number of runs."""
-    result = Plan()
+    """One status read per run (and one `squeue` for runs submitted to SLURM): linear in the
+    number of runs. A run whose SLURM job is still queued or running is busy, not to run: a
+    second submission of the same suite must not queue it twice."""
+    result, submitted, checked = Plan(), {}, set()
     for spec in runs:
+        tree.refuse_links(results, spec.run_id, checked)
         if tree.is_finished(results, spec):
             result.finished.append(spec)
             continue
@@ -102,9 +106,38 @@ def plan(runs, results: Path, retry_failed: bool) -> Plan:
             result.failed.append(spec)
         elif state == "running":
             result.busy.append(spec)
+        elif status and status.get("slurm_job") and state in ("pending", "interrupted", "stale"):
+            submitted[spec.run_id] = str(status["slurm_job"])
+            result.todo.append(spec)
         else:
             result.todo.append(spec)
+    if submitted:
+        alive = slurm_jobs_alive()
+        queued = {run_id for run_id, job in submitted.items() if job in alive}
+        result.busy += [spec for spec in result.todo if spec.run_id in queued]
+        result.todo = [spec for spec in result.todo if spec.run_id not in queued]
     return result
+
+
+def slurm_jobs_alive() -> set[str]:
+    """The ids of this user's SLURM jobs that are queued, running or being requeued, array
+    tasks as `<array>_<task>`; empty where SLURM is not installed (nothing can be queued)."""
+    import getpass
+    import shutil
+    import subprocess
+
+    if shutil.which("squeue") is None:
+        return set()
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise UserError(f"cannot tell which runs are still queued on SLURM: squeue failed "
+                        f"({err}); run again once `squeue` answers.") from None
+    if out.returncode != 0:
+        raise UserError(f"cannot tell which runs are still queued on SLURM: squeue says "
+                        f"{out.stderr.strip()!r}; run again once it answers.")
+    return set(out.stdout.split())
 
 
 def prepare_datasets(runs, data_dir: Path, generate: bool = True) -> None:
@@ -136,8 +169,11 @@ def launch(runs, results: Path, data_dir: Path, executor: str = "local",
           flush=True)
     for spec in p.busy:
         status = tree.read_status(tree.run_dir(results, spec.run_id)) or {}
-        print(f"  skipped, running in another process (host {status.get('host')}, pid "
-              f"{status.get('pid')}): {spec.run_id}")
+        if status.get("state") != "running" and status.get("slurm_job"):
+            print(f"  skipped, queued on SLURM as job {status['slurm_job']}: {spec.run_id}")
+        else:
+            print(f"  skipped, running in another process (host {status.get('host')}, pid "
+                  f"{status.get('pid')}): {spec.run_id}")
     if dry_run:
         prepare_datasets(p.todo, data_dir, generate=False)  # refuses mismatched datasets
         todo = {spec.run_id for spec in p.todo}
@@ -172,6 +208,9 @@ def _summary(states: dict, results: Path, has_failed: bool) -> int:
     for run_id, state in states.items():
         if state == "failed":
             print(f"failed: {run_id} (see {results / run_id / 'status.json'})", file=sys.stderr)
+        elif state == "busy":
+            print(f"busy: {run_id} (another process runs it; `python -m harness status` shows "
+                  "its progress)", file=sys.stderr)
         elif state != "finished":
             print(f"{state}: {run_id} (run the same command again to resume it)", file=sys.stderr)
     return 0 if set(counts) <= {"finished"} and not has_failed else 1
@@ -233,7 +272,7 @@ def _run_debug(todo, results: Path, data_dir: Path) -> dict:
 
 
 def default_parallel(todo) -> int:
-    cores = len(os.sched_getaffinity(0))
+    cores = len(usable_cores())
     return max(1, cores // max(spec.resources.cpus for spec in todo))
 
 
@@ -241,12 +280,14 @@ def _run_local(todo, results: Path, data_dir: Path, max_parallel: int | None) ->
     suite = todo[0].suite
     limit = max_parallel or default_parallel(todo)
     executor = submitit.LocalExecutor(folder=jobs_dir(results, suite) / "%j")
-    # The controllers ignore SIGINT (inherited by the shell's `trap`): Ctrl-C in a terminal
-    # reaches the workers, which checkpoint and stop, instead of the controllers killing them.
-    executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, setup=["trap '' INT"])
+    executor.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN)
+    slots = core_slots(usable_cores(), limit, max(spec.resources.cpus for spec in todo))
+    free_slots = list(range(len(slots)))
     os.environ[LAUNCHER_PID_ENV] = str(os.getpid())  # workers stop if this process dies
-    print(f"local executor: {len(todo)} runs, at most {limit} at once; worker logs in "
-          f"{jobs_dir(results, suite)}", flush=True)
+    pinning = (f"each on its own {len(slots[0])} core(s)" if slots
+               else "sharing this machine's cores")
+    print(f"local executor: {len(todo)} runs, at most {limit} at once, {pinning}; worker logs "
+          f"in {jobs_dir(results, suite)}", flush=True)
     pending, active, states = list(todo), {}, {}
     watcher = _Progress(results)
     with _StopSignals() as signals:
@@ -260,22 +301,32 @@ def _run_local(todo, results: Path, data_dir: Path, max_parallel: int | None) ->
                     print(f"not started: {spec.run_id}: {err}", file=sys.stderr, flush=True)
                     states[spec.run_id] = "not started"
                     continue
-                active[spec.run_id] = (spec, executor.submit(RunJob(spec.as_dict(), str(results),
-                                                                    str(data_dir))))
+                # The controllers ignore SIGINT (inherited by the shell's `trap`): Ctrl-C in a
+                # terminal reaches the workers, which checkpoint and stop, instead of the
+                # controllers killing them.
+                setup, slot = ["trap '' INT"], None
+                if slots:
+                    slot = free_slots.pop(0)
+                    setup.append(pin_parent_command(slots[slot]))
+                executor.update_parameters(setup=setup)
+                job = executor.submit(RunJob(spec.as_dict(), str(results), str(data_dir)))
+                active[spec.run_id] = (spec, job, slot)
                 print(f"started  {spec.run_id}", flush=True)
-            for run_id, (spec, job) in list(active.items()):
+            for run_id, (spec, job, slot) in list(active.items()):
                 if job.done():
                     states[run_id] = _settle(results, run_id, job)
                     print(f"{states[run_id]:<8} {run_id}", flush=True)
                     del active[run_id]
+                    if slot is not None:
+                        free_slots.append(slot)
             if signals.count:
                 _stop_local(results, active, signals)
-                for run_id, (spec, job) in active.items():
+                for run_id, (spec, job, _) in active.items():
                     states[run_id] = _settle(results, run_id, job)
                 for spec in pending:
                     states[spec.run_id] = "not started"
                 break
-            watcher.maybe_print([spec for spec, _ in active.values()], len(states), len(todo))
+            watcher.maybe_print([spec for spec, _, _ in active.values()], len(states), len(todo))
             time.sleep(0.2)
     return states
 
@@ -284,6 +335,10 @@ def _settle(results: Path, run_id: str, job) -> str:
     """The run's state once its worker has ended; a worker that died without recording one
     (killed, out of memory) leaves an `interrupted` run that resumes on the next launch."""
     directory = tree.run_dir(results, run_id)
+    if not (directory / "status.json").exists():
+        print(f"{run_id}: its directory {directory} was deleted or moved while it ran; its "
+              f"results are lost (worker log: {job.paths.stderr})", file=sys.stderr, flush=True)
+        return "failed"
     try:
         tree.mark_interrupted_if_gone(
             directory, "the worker process ended without recording a result (killed, or out "
@@ -306,9 +361,9 @@ def _stop_local(results: Path, active: dict, signals: _StopSignals) -> None:
     print(f"waiting up to {STOP_GRACE_S:.0f} s for {len(active)} runs to checkpoint",
           file=sys.stderr, flush=True)
     first = signals.count
-    while any(not job.done() for _, job in active.values()):
+    while any(not job.done() for _, job, _ in active.values()):
         if time.monotonic() > deadline or signals.count > first:
-            for run_id, (_, job) in active.items():
+            for run_id, (_, job, _) in active.items():
                 status = tree.read_status(tree.run_dir(results, run_id)) or {}
                 for pid in (status.get("pid"), getattr(job._process, "pid", None)):
                     if pid and pid != os.getpid():
@@ -318,7 +373,7 @@ def _stop_local(results: Path, active: dict, signals: _StopSignals) -> None:
                             pass
             break
         time.sleep(0.2)
-    for _, job in active.values():
+    for _, job, _ in active.values():
         if job._process is not None:
             job._process.wait()
 
@@ -389,9 +444,18 @@ def _submit_slurm(todo, results: Path, data_dir: Path) -> dict:
         executor = submitit.SlurmExecutor(folder=jobs_dir(results, suite) / "%j",
                                           max_num_timeout=resources.max_requeues)
         executor.update_parameters(**slurm_parameters(resources, f"harness-{suite}"))
-        with executor.batch():
-            submitted = [executor.submit(RunJob(spec.as_dict(), str(results), str(data_dir)))
-                         for spec in specs]
+        try:
+            with executor.batch():
+                submitted = [executor.submit(RunJob(spec.as_dict(), str(results), str(data_dir)))
+                             for spec in specs]
+        except submitit.core.utils.FailedJobError as err:  # sbatch said no: nothing was queued
+            reason = str(err).strip().splitlines()
+            raise UserError(f"sbatch refused the {len(specs)} runs that ask for {resources.cpus} "
+                            f"cpus, {resources.gpus} gpus, {resources.memory_gb:g} GB and "
+                            f"{resources.time_min} min: "
+                            f"{reason[-1] if reason else err}. Fix the suite's resources (or "
+                            f"the cluster's limits) and run again; {len(jobs)} runs were queued "
+                            "before it.") from None
         for spec, job in zip(specs, submitted):
             jobs[spec.run_id] = job
             tree.write_status(tree.run_dir(results, spec.run_id), "pending", run_id=spec.run_id,

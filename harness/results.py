@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.cores import usable_cores
 from harness.errors import UserError
 
 HEARTBEAT_S = 30.0  # a running run rewrites its status at least this often
@@ -36,6 +37,43 @@ IDENTITY_KEYS = ("suite", "task", "seed", "algorithm", "protocol")
 
 def run_dir(results: Path, run_id: str) -> Path:
     return Path(results) / run_id
+
+
+# What a run writes in its directory; none of them may be a link out of the results tree.
+RUN_ENTRIES = ("status.json", "config.yaml", "metrics.csv", "train.csv", "checkpoint",
+               "previous", LOCK_NAME)
+
+
+class LinkedRunPath(UserError):
+    pass
+
+
+def refuse_links(results: Path, run_id: str, checked: set | None = None) -> None:
+    """Raise LinkedRunPath if a folder between `results` and the run, the run's folder, or an
+    entry the run writes in it is a symbolic link: the run would write outside the results tree
+    while `status` and `report` (which never follow links) do not see it. `results` itself may
+    be a link. `checked` caches the folders already seen, for suites of many runs."""
+    checked = set() if checked is None else checked
+    path = Path(results)
+    for part in Path(run_id).parts:
+        path = path / part
+        if path in checked:
+            continue
+        if path.is_symlink():
+            raise LinkedRunPath(
+                f"{path} is a symbolic link (to {os.path.realpath(path)}); a run is only "
+                "written inside --results. Replace the link with the folder it points to, or "
+                "give that place as --results.")
+        if not path.exists():
+            return  # nothing below it exists yet
+        checked.add(path)
+    for name in RUN_ENTRIES:
+        entry = path / name
+        if entry.is_symlink():
+            raise LinkedRunPath(
+                f"{entry} is a symbolic link (to {os.path.realpath(entry)}); a run writes its "
+                "files, its checkpoints and its earlier attempts only inside its own folder. "
+                "Replace the link with what it points to, or remove it.")
 
 
 def iter_run_dirs(results: Path, suite: str | None = None):
@@ -122,20 +160,32 @@ class StatusFile:
     """The status of the run this process works on. The run loop calls `set`; a heartbeat
     thread calls `beat`, which rewrites the last status with a fresh timestamp."""
 
-    def __init__(self, run_dir: Path, run_id: str):
-        self.run_dir, self.run_id = Path(run_dir), run_id
+    def __init__(self, run_dir: Path, run_id: str, run_lock: "RunLock | None" = None):
+        self.run_dir, self.run_id, self.run_lock = Path(run_dir), run_id, run_lock
         self._lock = threading.Lock()
         self._state, self._fields = "running", {}
         self.last_write = 0.0
+        self.cores = usable_cores()  # the cores this process may run on
+
 
     def set(self, state: str, **fields) -> None:
+        """Raises RunDirectoryGone, instead of making a new directory, when the run's
+        directory was deleted or moved under the run."""
         with self._lock:
-            self._state, self._fields = state, {"run_id": self.run_id, **fields}
+            if self.run_lock is not None and not self.run_lock.in_place():
+                raise RunDirectoryGone(
+                    f"the run's directory {self.run_dir} was deleted or moved while the run "
+                    "worked in it, so what it wrote since is not there; run the suite again to "
+                    "start the run over.")
+            self._state, self._fields = state, {"run_id": self.run_id, "cores": self.cores,
+                                                **fields}
             write_status(self.run_dir, state, **self._fields)
             self.last_write = time.time()
 
     def beat(self) -> None:
         with self._lock:
+            if self.run_lock is not None and not self.run_lock.in_place():
+                return  # the run's next `set` raises RunDirectoryGone
             if self._state == "running":
                 write_status(self.run_dir, self._state, **self._fields)
                 self.last_write = time.time()
@@ -143,6 +193,10 @@ class StatusFile:
 
 class RunBusy(UserError):
     pass
+
+
+class RunDirectoryGone(Exception):
+    """A run's directory was deleted or moved while the run worked in it."""
 
 
 class RunLock:
@@ -166,6 +220,18 @@ class RunLock:
                           "or stop it; two processes never write one run.") from None
         self._fd = fd
         return self
+
+    def in_place(self) -> bool:
+        """Whether the locked file is still `<run_dir>/.lock`: False once the run directory
+        was deleted (the open file has no name left) or moved (the path names another file)."""
+        if self._fd is None:
+            return True
+        held = os.fstat(self._fd)
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return held.st_nlink > 0 and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -44,7 +44,8 @@ from harness.data.format import episode_return, episode_success, most_targets_do
 from harness.envs import make_env
 from harness.log import CsvLog
 from harness.replay import EpisodeReplay
-from harness.results import HEARTBEAT_S, RunBusy, RunLock, StatusFile, identity, process_alive
+from harness.results import (HEARTBEAT_S, LinkedRunPath, RunBusy, RunDirectoryGone, RunLock,
+                             StatusFile, identity, process_alive, read_status, refuse_links)
 from harness.suite import RunSpec
 
 EVAL_SEED_OFFSET = 100_000
@@ -453,11 +454,31 @@ def execute(spec: RunSpec, results_dir: Path, data_dir: Path, show_progress: boo
     run_dir = Path(results_dir) / spec.run_id
     stop = stop or StopRequest()
     try:
+        refuse_links(results_dir, spec.run_id)  # again here: a SLURM job starts later
+    except LinkedRunPath as err:
+        print(f"  {spec.run_id}: not started: {err}", file=sys.stderr, flush=True)
+        return "failed"
+    try:
         lock = RunLock(run_dir).acquire()
     except RunBusy as err:
         print(f"  {spec.run_id}: {err}", file=sys.stderr, flush=True)
         return "busy"
-    status = StatusFile(run_dir, spec.run_id)
+    if (read_status(run_dir) or {}).get("state") == "finished":
+        # Checked again under the lock: a second job of the same run (submitted twice, or
+        # requeued after it ended) must never redo a finished run or move its results away.
+        lock.release()
+        print(f"  {spec.run_id}: already finished; nothing to do", file=sys.stderr, flush=True)
+        return "finished"
+    try:
+        return _execute_locked(spec, run_dir, data_dir, show_progress, stop, lock)
+    except RunDirectoryGone as err:  # nowhere left to record it: say it here
+        print(f"  {spec.run_id}: failed: {err}", file=sys.stderr, flush=True)
+        return "failed"
+
+
+def _execute_locked(spec: RunSpec, run_dir: Path, data_dir: Path, show_progress: bool,
+                    stop: StopRequest, lock: RunLock) -> str:
+    status = StatusFile(run_dir, spec.run_id, lock)
     done = threading.Event()
     run = None
     try:
@@ -486,6 +507,8 @@ def execute(spec: RunSpec, results_dir: Path, data_dir: Path, show_progress: boo
     except Diverged as err:
         run.status("failed", error=str(err), failed_metric=err.metric, failed_step=err.grad_steps)
         return "failed"
+    except RunDirectoryGone:
+        raise
     except Exception as err:  # recorded, then the suite continues
         error = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-4000:]}
         try:

@@ -74,6 +74,11 @@ RESOURCE_LIMITS = {"cpus": (1, 1024), "gpus": (0, 64), "memory_gb": (0.1, 100_00
 HARNESS_SBATCH_FLAGS = {"job-name", "cpus-per-task", "ntasks-per-node", "ntasks", "time", "mem",
                         "gpus-per-node", "partition", "account", "qos", "constraint",
                         "requeue", "array", "signal", "output", "error", "open-mode", "wrap"}
+# What an sbatch value may hold. sbatch reads `#SBATCH` lines with its own quoting rules: a
+# backslash escapes even inside the quotes submitit adds, so a value with `\`, quotes, `#` or
+# spaces could end its flag and start others (--hold, --array, --output anywhere). Node lists,
+# mail addresses, gres and constraint expressions need none of those.
+SLURM_VALUE = re.compile(r"[A-Za-z0-9_.,:;=@%+/*&|!()\[\]{}^~-]+")
 PROTOCOL_LIMITS = {
     "offline_steps": (0, 10_000_000),
     "online_env_steps": (1, 100_000_000),
@@ -423,11 +428,17 @@ def parse_resources(where: str, raw, partial: bool = False):
             if bad:
                 raise UserError(f"{where}: sbatch flag(s) {bad} need a plain value (a string, "
                                 "number or true, on one line).")
+            unsafe = {k: v for k, v in value.items()
+                      if not isinstance(v, bool) and not SLURM_VALUE.fullmatch(str(v))}
+            if unsafe:
+                raise UserError(f"{where}: sbatch value(s) {unsafe} hold characters sbatch could "
+                                "read as the end of the flag (spaces, quotes, backslashes, '#', "
+                                "'$' or '`'); write the value without them.")
             values[key] = tuple(sorted(value.items()))
         elif key in ("partition", "account", "qos", "constraint"):
-            if value is not None and not (isinstance(value, str) and value and value.isprintable()
-                                          and " " not in value):
-                raise UserError(f"{where}: '{key}' must be a name (no spaces), got {value!r}.")
+            if value is not None and not (isinstance(value, str) and SLURM_VALUE.fullmatch(value)):
+                raise UserError(f"{where}: '{key}' must be a name with no spaces, quotes, "
+                                f"backslashes, '#', '$' or '`', got {value!r}.")
             values[key] = value
         elif key == "memory_gb":
             least, most = RESOURCE_LIMITS[key]
@@ -496,6 +507,16 @@ def parse_suite(raw: dict, where: str) -> Suite:
         if n > 1:
             raise UserError(f"{where}: two algorithms share the label '{label}'; give each a "
                             "distinct 'label' (e.g. 'moto-no-bc').")
+    # Folders named 'MOTO' and 'moto', or 'é' composed and decomposed, are one folder on a
+    # case-insensitive or normalizing file system (macOS, Windows): their runs would mix.
+    folded: dict[str, str] = {}
+    for entry in entries:
+        key = unicodedata.normalize("NFC", entry.label).casefold()
+        if key in folded:
+            raise UserError(f"{where}: the labels {folded[key]!r} and {entry.label!r} differ only "
+                            "by case or Unicode normalization, so they would share one folder "
+                            "on some file systems; give them labels that differ in letters.")
+        folded[key] = entry.label
     suite = Suite(name, tuple(tasks), entries, parse_seeds(where, raw.get("seeds")),
                   parse_protocol(where, raw.get("protocol")),
                   parse_checkpoint(where, raw.get("checkpoint")),

@@ -307,3 +307,16 @@ def test_empty_data_variable_and_bad_fault_values_are_user_errors(tmp_path, monk
     monkeypatch.setenv("MOTO_HARNESS_FAULT", "update:abc")
     with pytest.raises(UserError, match="write POINT:N with N a positive integer"):
         faults.point("update")
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`status | head -1`: the reader goes away; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "harness", "list"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the first line is written
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -259,3 +259,22 @@ def test_metaworld_state_datasets_are_checked_and_bad_names_refused(tmp_path, ca
                         ("metaworld-state/dor-open", "Did you mean 'door-open'?")):
         with pytest.raises(UserError, match=words):
             task_info(name)
+
+
+def test_a_linked_dataset_with_too_few_episodes_is_never_written_over(tmp_path, pristine, capsys):
+    """A dataset directory that links to a shared one (3 episodes) while the suite needs 5."""
+    shared = tmp_path / "shared"
+    shutil.copytree(pristine, shared)
+    before = snapshot(shared)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "toy.reach").symlink_to(shared / "toy.reach")
+    suite = small_suite(tmp_path, protocol={"dataset_episodes": 5})
+    results = tmp_path / "results"
+    assert main(["run", str(suite), "--results", str(results), "--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "is a link to" in err and "a linked dataset is never written over" in err
+    assert "Traceback" not in err
+    assert snapshot(shared) == before
+    assert sorted(p.name for p in data.iterdir()) == ["toy.reach"]  # no .old-PID link behind
+    assert (data / "toy.reach").is_symlink()

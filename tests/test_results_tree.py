@@ -198,7 +198,7 @@ def test_resources_and_checkpointing_parse_merge_per_algorithm_and_are_not_ident
     ("resources: {memory_gb: 1e3}", "YAML reads '1e3' as text; write it with a dot"),
     ("resources: {time_min: 1000000000000}", "'time_min' must be an integer in [1, 527040]"),
     ("resources: {array_parallelism: 1000000000}", "'array_parallelism' must be an integer in"),
-    ("resources: {partition: 'a b'}", "'partition' must be a name (no spaces)"),
+    ("resources: {partition: 'a b'}", "'partition' must be a name with no spaces"),
     ("resources: {sbatch: {time: 5, mem: 3}}", "sbatch flag(s) ['time', 'mem'] are set by the "
                                                "harness from resources"),
     ("resources: {sbatch: {nice: .nan}}", "need a plain value"),
@@ -239,3 +239,33 @@ def test_a_dataset_made_under_other_settings_stops_the_launch_before_anything_ru
         err = capsys.readouterr().err
         assert "made with other env settings" in err and "step_scale" in err
     assert not (tmp_path / "r" / "t" / "toy.reach").exists()
+
+
+@pytest.mark.parametrize("link", ["seed0", "previous", "checkpoint", "metrics.csv"])
+def test_links_inside_the_results_tree_are_refused_before_anything_runs(tmp_path, capsys, link):
+    """A linked run folder (or a link inside it) would make `run` write outside --results,
+    where `status` and `report` never look."""
+    path = small_suite(tmp_path)
+    results, elsewhere = tmp_path / "r", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = results / "t/toy.reach/bc/seed0"
+    if link == "seed0":
+        run.parent.mkdir(parents=True)
+        run.symlink_to(elsewhere)
+    else:
+        run.mkdir(parents=True)
+        (run / "status.json").write_text('{"state": "interrupted"}')
+        (run / link).symlink_to(elsewhere / link)
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 2
+    err = capsys.readouterr().err
+    assert "is a symbolic link" in err and "Traceback" not in err
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_linked_results_directory_itself_is_fine(tmp_path):
+    path = small_suite(tmp_path)
+    real = tmp_path / "scratch"
+    real.mkdir()
+    (tmp_path / "r").symlink_to(real)
+    assert main(["run", str(path), "--results", str(tmp_path / "r"), "--executor", "debug",
+                 "--dry-run"]) == 0

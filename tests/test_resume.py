@@ -257,3 +257,21 @@ def test_a_full_disk_leaves_no_run_running_and_no_worker_behind(tmp_path, small_
     assert not tree.lock_is_held(results / RUN)
     out = subprocess.run(["pgrep", "-f", str(results)], capture_output=True, text=True).stdout
     assert not out.split(), f"processes left behind: {out}"
+
+
+@pytest.mark.slow
+def test_a_second_job_of_a_finished_run_neither_redoes_it_nor_moves_it(tmp_path, data_dir):
+    """As when a suite was submitted to SLURM twice: the first job finished the run, then the
+    second one starts on it. It must leave the results as they are."""
+    from harness.run import execute
+    from harness.suite import load_suite
+
+    path = suite(tmp_path)
+    results = tmp_path / "r"
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
+    before = {p.name: p.read_bytes() for p in (results / RUN).iterdir() if p.is_file()}
+    spec = next(s for s in load_suite(str(path)).runs() if s.run_id == RUN)
+    assert execute(spec, results, data_dir, show_progress=False) == "finished"
+    after = {p.name: p.read_bytes() for p in (results / RUN).iterdir() if p.is_file()}
+    assert after == before
+    assert not (results / RUN / "previous").exists()

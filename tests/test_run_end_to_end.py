@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import os
+import shutil
 from typing import ClassVar
 
 import numpy as np
@@ -11,6 +13,7 @@ import yaml
 
 from algorithms import base
 from harness.cli import main
+from harness.cores import core_slots, usable_cores
 from tests.helpers import small_suite
 
 
@@ -78,6 +81,25 @@ def test_local_executor_runs_each_run_in_its_own_process(tmp_path):
     assert not (results / "t/toy.reach/bc/seed0").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(len(usable_cores()) < 2 or not hasattr(os, "sched_setaffinity"),
+                    reason="pinning needs 2 cores and Linux")
+def test_local_executor_gives_each_parallel_run_its_own_core(tmp_path):
+    path = small_suite(tmp_path, seeds="[0, 1]")  # resources: 1 cpu per run (the default)
+    results = tmp_path / "r"
+    assert main(["run", str(path), "--results", str(results), "--max-parallel", "2"]) == 0
+    cores = [json.loads(read(results, f"t/toy.reach/bc/seed{seed}", "status.json"))["cores"]
+             for seed in (0, 1)]
+    assert sorted(cores) == [[core] for core in usable_cores()[:2]]
+
+
+def test_core_slots_are_disjoint_and_only_when_every_run_gets_its_own():
+    assert core_slots([3, 0, 2, 1], workers=2, per_worker=2) == [(0, 1), (2, 3)]
+    assert core_slots([0, 1, 2, 3], workers=3, per_worker=1) == [(0,), (1,), (2,)]
+    assert core_slots([0, 1], workers=3, per_worker=1) == []  # oversubscribed: share
+    assert core_slots([0, 1, 2], workers=2, per_worker=2) == []
+
+
 class NaNAlgorithm:
     """A ninth algorithm defined outside the package: diverges on its third update."""
 
@@ -136,6 +158,41 @@ def test_divergence_fails_the_run_with_step_and_metric_and_the_suite_goes_on(tmp
     assert "No run of this suite has finished yet" in report_md
     assert "| `t/toy.reach/nan-test/seed0` | failed |" in report_md
     assert not (results / "_report" / "t" / "final.csv").exists()
+
+
+class DeletingAlgorithm(NaNAlgorithm):
+    """Deletes its own run directory on its third update, as a user's `rm -r` mid-run would."""
+
+    name = "delete-test"
+    run_dir = None
+
+    def update(self, batch):
+        self.calls += 1
+        if self.calls == 3:
+            shutil.rmtree(DeletingAlgorithm.run_dir)
+        return {"loss": 1.0}
+
+
+def test_a_run_whose_directory_is_deleted_mid_run_fails_and_says_so(tmp_path, monkeypatch,
+                                                                   capsys):
+    monkeypatch.setitem(base.MODULES, "delete-test", __name__)
+    monkeypatch.setitem(base._REGISTRY, "delete-test", DeletingAlgorithm)
+    path = small_suite(tmp_path, algorithms="[delete-test]")
+    results = tmp_path / "r"
+    run = results / "t/toy.reach/delete-test/seed0"
+    monkeypatch.setattr(DeletingAlgorithm, "run_dir", run)
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 1
+    captured = capsys.readouterr()
+    assert "done: 1 failed" in captured.out
+    assert "was deleted or moved while the run worked in it" in captured.err
+    assert not run.exists()  # not recreated with a status.json that claims it finished
+    assert main(["status", "--results", str(results)]) in (0, 1)
+    assert "finished" not in capsys.readouterr().out
+    # Running again starts it over (this time nothing deletes it).
+    monkeypatch.setattr(DeletingAlgorithm, "run_dir", tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").mkdir()
+    assert main(["run", str(path), "--results", str(results), "--executor", "debug"]) == 0
+    assert json.loads(read(results, "t/toy.reach/delete-test/seed0", "status.json"))["state"] == "finished"
 
 
 @pytest.mark.slow

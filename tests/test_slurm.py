@@ -121,3 +121,77 @@ def test_a_run_signalled_as_slurm_does_before_a_time_limit_requeues_and_finishes
     ours = pd.read_csv(results / run_id / "metrics.csv").drop(columns="wall_time")
     theirs = pd.read_csv(reference / run_id / "metrics.csv").drop(columns="wall_time")
     pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_sbatch_values_that_could_inject_flags_are_refused_and_plain_ones_reach_sbatch(
+        tmp_path, capsys):
+    """A value sbatch would split (a backslash escapes even inside submitit's quotes) could add
+    --hold, --array or --output anywhere: it is refused before anything is queued. A plain
+    value reaches the job."""
+    injected = ("resources: {memory_gb: 1, sbatch: {wckey: \"\\\\'\\\\' --hold --time=1 "
+                "--array=0-4 --output=/tmp/x-%A_%a.out --job-name=INJECTED #\"}}\n")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good").mkdir()
+    path = small_suite(tmp_path / "bad")
+    with open(path, "a") as f:
+        f.write(injected)
+    assert main(["run", str(path), "--executor", "slurm", "--results", str(tmp_path / "r")]) == 2
+    assert "hold characters sbatch could read as the end of the flag" in capsys.readouterr().err
+    queued = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
+    assert "INJECTED" not in queued
+    assert not (tmp_path / "r").exists()
+
+    path = small_suite(tmp_path / "good")
+    with open(path, "a") as f:
+        f.write("resources: {memory_gb: 1, sbatch: {comment: harness-test_ok.1, hold: true}}\n")
+    results = tmp_path / "r2"
+    assert main(["run", str(path), "--executor", "slurm", "--results", str(results)]) == 0
+    job = tree.read_status(results / "t/toy.reach/bc/seed0")["slurm_job"]
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True,
+                               text=True).stdout
+        assert "Comment=harness-test_ok.1" in shown and "JobState=PENDING" in shown
+    finally:
+        subprocess.run(["scancel", job.split("_")[0]], check=False)
+
+
+def test_a_second_submission_leaves_queued_runs_alone(tmp_path, capsys):
+    path = small_suite(tmp_path, seeds="[0, 1]")
+    with open(path, "a") as f:
+        f.write("resources: {memory_gb: 1, sbatch: {hold: true}}\n")  # held: they stay queued
+    results = tmp_path / "r"
+    run_ids = [f"t/toy.reach/bc/seed{s}" for s in (0, 1)]
+
+    def queued():  # this test's tasks (other tests' jobs may still be in the queue)
+        ids = subprocess.run(["squeue", "-h", "-r", "-n", "harness-t", "-o", "%i"],
+                             capture_output=True, text=True).stdout.split()
+        return [i for i in ids if i.split("_")[0] == array]
+
+    assert main(["run", str(path), "--executor", "slurm", "--results", str(results)]) == 0
+    jobs = [tree.read_status(results / r)["slurm_job"] for r in run_ids]
+    array = jobs[0].split("_")[0]
+    try:
+        assert sorted(queued()) == sorted(jobs)
+        capsys.readouterr()
+        assert main(["run", str(path), "--executor", "slurm", "--results", str(results)]) == 0
+        out = capsys.readouterr().out
+        assert "2 running elsewhere, 0 to run" in out
+        assert f"queued on SLURM as job {jobs[0]}" in out
+        assert sorted(queued()) == sorted(jobs)  # nothing submitted twice
+        assert [tree.read_status(results / r)["slurm_job"] for r in run_ids] == jobs
+    finally:
+        subprocess.run(["scancel", jobs[0].split("_")[0]], check=False)
+    wait_for(lambda: not queued(), 60, "the held jobs to go")
+    # Once SLURM no longer has them, the runs are to run again.
+    assert main(["run", str(path), "--executor", "slurm", "--results", str(results),
+                 "--dry-run"]) == 0
+    assert "0 running elsewhere, 2 to run" in capsys.readouterr().out
+
+
+def test_a_job_sbatch_refuses_is_a_message_not_a_traceback(tmp_path, capsys):
+    path = small_suite(tmp_path)
+    with open(path, "a") as f:
+        f.write("resources: {memory_gb: 100000}\n")  # more than the node has
+    assert main(["run", str(path), "--executor", "slurm", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "sbatch refused the 1 runs" in err and "Traceback" not in err

@@ -76,6 +76,20 @@ BAD_SUITES = {
     "newline in a name": ('name: "t\\nx"', "'name' becomes a folder name and contains a control"),
     "sbatch value on two lines": ('algorithms: [{name: bc, resources: {sbatch: {comment: "a\\nb"}}}]',
                                   "need a plain value (a string, number or true, on one line)"),
+    "sbatch value that would inject flags": (
+        "algorithms: [{name: bc, resources: {sbatch: {wckey: \"\\\\'\\\\' --hold --time=1 "
+        "--array=0-4 --output=/tmp/x-%A_%a.out --job-name=INJECTED #\"}}}]",
+        "sbatch value(s) {'wckey': \"\\\\'\\\\' --hold"),
+    "sbatch value with a backslash": ('algorithms: [{name: bc, resources: {sbatch: {comment: "a\\\\b"}}}]',
+                                      "hold characters sbatch could read as the end of the flag"),
+    "sbatch value with a quote": ("algorithms: [{name: bc, resources: {sbatch: {comment: \"it's\"}}}]",
+                                  "hold characters sbatch could read as the end of the flag"),
+    "sbatch value with a hash": ('algorithms: [{name: bc, resources: {sbatch: {comment: "a#b"}}}]',
+                                 "hold characters sbatch could read as the end of the flag"),
+    "sbatch value with a space": ('algorithms: [{name: bc, resources: {sbatch: {comment: "a b"}}}]',
+                                  "hold characters sbatch could read as the end of the flag"),
+    "partition with a quote": ("algorithms: [{name: bc, resources: {partition: \"gpu'\"}}]",
+                               "'partition' must be a name with no spaces, quotes"),
     "sbatch flag written with dashes": ("algorithms: [{name: bc, resources: {sbatch: {--exclude: n1}}}]",
                                         "sbatch flag name(s) ['--exclude'] are not flag names"),
 }
@@ -200,6 +214,10 @@ def test_the_evidence_suite_is_what_docs_results_describes():
     ("[{name: bc, config: {steps_per_call: 0}}]", "bc.config.steps_per_call must be in [1, 1000], got 0"),
     ("[{name: bc, config: {hidden_dims: [64, 0]}}]", "bc.config.hidden_dims must hold values in [1, 1000000], got (64, 0)"),
     ("[{name: moto, config: {horizon: -1}}]", "moto.config.horizon must be in [0, 1000], got -1"),
+    ("[{name: bc, label: Fast}, {name: bc, label: fast}]",
+     "the labels 'Fast' and 'fast' differ only by case or Unicode normalization"),
+    ("[{name: bc, label: \"caf\u00e9\"}, {name: bc, label: \"cafe\u0301\"}]",
+     "differ only by case or Unicode normalization"),
 ])
 def test_bad_labels_and_config_values(tmp_path, capsys, algorithms, expected):
     path = small_suite(tmp_path, algorithms=algorithms)

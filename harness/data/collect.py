@@ -139,6 +139,7 @@ def write_dataset(directory: Path, episodes: list[dict], manifest: dict) -> None
     The episodes go to a staging directory beside it, removed again if writing fails or is
     interrupted; staging directories that crashed writers left behind are removed first."""
     directory = Path(directory)
+    refuse_linked(directory, len(episodes))
     if directory.exists() and not directory.is_dir():
         raise fmt.DatasetError(f"{directory} is a file, not a dataset directory; move it away.")
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +161,18 @@ def write_dataset(directory: Path, episodes: list[dict], manifest: dict) -> None
         shutil.rmtree(retired)
     else:
         os.replace(staging, directory)
+
+
+def refuse_linked(directory: Path, episodes: int) -> None:
+    """A dataset directory that is a link (e.g. to a dataset shared with others) is never
+    written over or replaced; one that is too short is the user's to extend."""
+    if directory.is_symlink():
+        raise fmt.DatasetError(
+            f"{directory} is a link to {os.path.realpath(directory)}, which does not hold the "
+            f"{episodes} episodes this launch needs, and a linked dataset is never written "
+            "over. Make them where the link points (python -m harness data ... --episodes "
+            f"{episodes} --data-dir <the folder that holds it>), or remove the link to make a "
+            "private copy here.")
 
 
 def remove_abandoned_staging(directory: Path) -> list[Path]:
@@ -212,6 +225,7 @@ def ensure_dataset(task_id: str, episodes: int, data_dir: Path, env_settings: di
     if manifest is None or manifest["episodes"] < episodes:
         if not generate_missing:
             return None
+        refuse_linked(directory, episodes)  # before minutes of generation, not after
         if task_info(task_id).dataset_policy == "minari":
             manifest = _import_minari(task_id, episodes, data_dir, manifest)
         else:
