@@ -489,3 +489,29 @@ def test_a_full_disk_under_out_is_a_message_not_a_traceback(tmp_path, capsys):
         assert "cannot write the report under" in err and "No space left on device" in err
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_ablation_bars_keep_long_task_names_apart(tmp_path, monkeypatch):
+    names = ("button-press-topdown", "door-open", "drawer-open", "hammer", "plate-slide",
+             "window-open", "bin-picking", "box-close", "coffee-push", "disassemble")
+    results = tmp_path / "results"
+    for task in names:
+        for label in ("moto", "moto-no-bc"):
+            write_run(results, "s", f"metaworld/{task}", label, 0, STEPS, (0.0, 0.2, 0.4, 0.6),
+                      name="moto")
+    figures = capture_figures(monkeypatch)
+    report(results, tmp_path / "out", reps=100, warn=lambda m: None)
+    assert_no_overlapping_text(figures["ablations-moto"])
+
+
+def test_the_performance_profile_steps_down_at_the_observed_scores(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    for seed, last in enumerate((0.3, 0.7)):
+        good_run(results, seed=seed, success=(0.0, last, last, last))
+    figures = capture_figures(monkeypatch)
+    report(results, tmp_path / "out", reps=100, warn=lambda m: None)
+    (line,) = figures["performance-profile"].axes[0].get_lines()
+    assert line.get_drawstyle() == "steps-post"
+    xs, ys = line.get_xdata(), line.get_ydata()
+    assert np.allclose(xs, [0.0, 0.3, 0.7, 1.0])  # the observed final scores, and the ends
+    assert np.allclose(ys, [1.0, 0.5, 0.0, 0.0])  # the fraction of runs scoring above each

@@ -228,7 +228,8 @@ class SuiteReport:
         self.written += paths
         lines += [markdown, _links(paths), ""]
         figure = plots.interval_panels(intervals, self.out / "aggregate-scores", self.colour)
-        profile = plots.profile_panel(agg.profiles(scores, reps=self.reps), agg.PROFILE_TAUS,
+        taus = agg.profile_taus(scores)
+        profile = plots.profile_panel(agg.profiles(scores, taus, reps=self.reps), taus,
                                       self.out / "performance-profile", self.colour)
         self.written += figure + profile
         lines += [f"![IQM and mean]({figure[0].name}) ({_links(figure)})", "",

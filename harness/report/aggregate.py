@@ -276,6 +276,14 @@ def improvement(scores: dict[str, list[np.ndarray]], over: str, reps: int = REPS
     return pd.DataFrame(rows)
 
 
+def profile_taus(scores: dict[str, list[np.ndarray]]) -> np.ndarray:
+    """0, 1 and every observed score: where the run-score profile can change. The fraction of
+    runs scoring above tau is constant from one observed score to the next, so a step plot on
+    these points is the exact profile (a fixed grid slants its drops)."""
+    observed = [np.asarray(a, float).ravel() for arrays in scores.values() for a in arrays]
+    return np.unique(np.clip(np.concatenate([[0.0, 1.0], *observed]), 0.0, 1.0))
+
+
 def profiles(scores: dict[str, list[np.ndarray]], taus: np.ndarray = PROFILE_TAUS,
              reps: int = REPS, seed: int = SEED) -> dict[str, tuple[np.ndarray, ...]]:
     """{algorithm: (fraction of runs scoring above each tau, low, high)}: the run-score

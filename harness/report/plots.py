@@ -158,14 +158,16 @@ def improvement_panel(table, stem: Path, colour_of: dict) -> list[Path]:
 
 
 def profile_panel(curves: dict, taus: np.ndarray, stem: Path, colour_of: dict) -> list[Path]:
-    """Fraction of runs with final success above tau, with 95% bootstrap bands."""
+    """Fraction of runs with final success above tau, with 95% bootstrap bands: steps that
+    drop at the observed scores (`taus` holds them), constant in between."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
     handles = {}
     for label in order(curves):
         point, low, high = curves[label]
-        (handles[label],) = ax.plot(taus, point, color=colour_of[label], label=label,
-                                    **_style(label))
-        ax.fill_between(taus, low, high, color=colour_of[label], alpha=0.15, linewidth=0)
+        (handles[label],) = ax.step(taus, point, where="post", color=colour_of[label],
+                                    label=label, **_style(label))
+        ax.fill_between(taus, low, high, step="post", color=colour_of[label], alpha=0.15,
+                        linewidth=0)
     ax.set_xlabel(r"final success $\tau$", fontsize=9)
     ax.set_ylabel(r"fraction of runs with score $> \tau$", fontsize=9)
     ax.set_title("performance profile", fontsize=10)
@@ -193,7 +195,10 @@ def bars(table, stem: Path, colour_of: dict, title: str) -> list[Path]:
                                 yerr=np.stack([mean - low, high - mean]),
                                 color=colour_of[label], capsize=2, error_kw={"linewidth": 1},
                                 edgecolor="black" if label == HIGHLIGHT else "none")
-    ax.set_xticks(range(len(tasks)), [t.split("/", 1)[-1] for t in tasks], fontsize=9)
+    # Upright: 10 MetaWorld names side by side ran into one another
+    # ("button-press-topdowndoor-open"), and slanted ones still overlap their neighbours.
+    ax.set_xticks(range(len(tasks)), [t.split("/", 1)[-1] for t in tasks], fontsize=9,
+                  rotation=90)
     ax.set_ylabel("final success", fontsize=9)
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=10)
