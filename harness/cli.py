@@ -72,7 +72,7 @@ def _filter_runs(runs, only: list[str]):
 
 
 def cmd_run(args) -> int:
-    from harness.data.collect import default_data_dir
+    from harness.data.store import default_data_dir
     from harness.launch import launch
     from harness.suite import load_suite
 
@@ -145,7 +145,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from harness.data.collect import check_dataset, dataset_dir, default_data_dir, ensure_dataset
+    from harness.data.collect import ensure_dataset
+    from harness.data.store import check_dataset, dataset_dir, default_data_dir
     from harness.envs import make_env, task_info
     from harness.envs.metaworld import TASKS_10
     from harness.suite import PROTOCOL_LIMITS
@@ -184,7 +185,7 @@ def cmd_data(args) -> int:
 
 def _import_kitchen(args) -> int:
     from harness.data import kitchen
-    from harness.data.collect import dataset_dir, default_data_dir
+    from harness.data.store import dataset_dir, default_data_dir
 
     names = args.tasks or ["mixed", "partial"]
     tasks = [name if name.startswith("kitchen/") else f"kitchen/{name}" for name in names]

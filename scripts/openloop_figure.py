@@ -23,7 +23,8 @@ from PIL import Image  # noqa: E402
 
 from algorithms.base import make_config  # noqa: E402
 from algorithms.world_model import WorldModel, WorldModelConfig, observe, world_model_loss  # noqa: E402
-from harness.data.collect import default_data_dir, load_dataset  # noqa: E402
+from harness.data.collect import load_dataset  # noqa: E402
+from harness.data.store import default_data_dir  # noqa: E402
 from harness.envs import make_env  # noqa: E402
 from harness.replay import EpisodeReplay  # noqa: E402
 

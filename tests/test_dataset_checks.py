@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import main
 from harness.data import format as fmt
-from harness.data.collect import remove_abandoned_staging, write_dataset
+from harness.data.store import remove_abandoned_staging, write_dataset
 from tests.helpers import episode, small_suite
 
 TASKS = ("toy/reach", "toy/reach-state")

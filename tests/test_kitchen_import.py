@@ -10,7 +10,7 @@ import pytest
 from harness.cli import main
 from harness.data import format as fmt
 from harness.data import kitchen as importer
-from harness.data.collect import dataset_dir
+from harness.data.store import dataset_dir
 from harness.envs import kitchen
 from tests.helpers import small_suite
 

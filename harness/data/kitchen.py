@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 
 from harness.data import format as fmt
+from harness.data.store import dataset_dir, write_dataset
 from harness.errors import UserError
 
 SOURCES = {"kitchen/mixed": "D4RL/kitchen/partial-v2", "kitchen/partial": "D4RL/kitchen/mixed-v2"}
@@ -145,7 +146,6 @@ def import_tasks(task_ids: list[str], minari_dir: Path, data_dir: Path,
 
     Episodes stored identically in both sources are rendered once.
     """
-    from harness.data.collect import dataset_dir, write_dataset
     from harness.envs import make_env
 
     for task in task_ids:  # check every file before the long part
