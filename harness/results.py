@@ -156,6 +156,15 @@ def write_status(run_dir: Path, state: str, **fields) -> dict:
     return status
 
 
+def slurm_job_id() -> str | None:
+    """This process's SLURM job as squeue shows it (`<array>_<task>` for an array task), or
+    None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None
+
+
 class StatusFile:
     """The status of the run this process works on. The run loop calls `set`; a heartbeat
     thread calls `beat`, which rewrites the last status with a fresh timestamp."""
@@ -166,6 +175,7 @@ class StatusFile:
         self._state, self._fields = "running", {}
         self.last_write = 0.0
         self.cores = usable_cores()  # the cores this process may run on
+        self.slurm_job = slurm_job_id()  # kept through requeues: a relaunch sees it queued
 
 
     def set(self, state: str, **fields) -> None:
@@ -178,7 +188,8 @@ class StatusFile:
                     "worked in it, so what it wrote since is not there; run the suite again to "
                     "start the run over.")
             self._state, self._fields = state, {"run_id": self.run_id, "cores": self.cores,
-                                                **fields}
+                                                **({"slurm_job": self.slurm_job}
+                                                   if self.slurm_job else {}), **fields}
             write_status(self.run_dir, state, **self._fields)
             self.last_write = time.time()
 

@@ -118,6 +118,8 @@ def test_a_run_signalled_as_slurm_does_before_a_time_limit_requeues_and_finishes
     wait_for(lambda: tree.observed_state(results / run_id) == "finished", 600, "the requeued run")
     logs = "".join(p.read_text() for p in (results / "_jobs").rglob("*_log.err"))
     assert "resumed from its checkpoint: online" in logs
+    # The worker keeps the job id in status.json, so a relaunch sees a requeued run queued.
+    assert tree.read_status(results / run_id)["slurm_job"] == job
     ours = pd.read_csv(results / run_id / "metrics.csv").drop(columns="wall_time")
     theirs = pd.read_csv(reference / run_id / "metrics.csv").drop(columns="wall_time")
     pd.testing.assert_frame_equal(ours, theirs)
