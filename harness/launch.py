@@ -106,11 +106,10 @@ def plan(runs, results: Path, retry_failed: bool) -> Plan:
             result.failed.append(spec)
         elif state == "running":
             result.busy.append(spec)
-        elif status and status.get("slurm_job") and state in ("pending", "interrupted", "stale"):
-            submitted[spec.run_id] = str(status["slurm_job"])
-            result.todo.append(spec)
         else:
             result.todo.append(spec)
+            if status and status.get("slurm_job") and state in ("pending", "interrupted", "stale"):
+                submitted[spec.run_id] = str(status["slurm_job"])  # checked with squeue below
     if submitted:
         alive = slurm_jobs_alive()
         queued = {run_id for run_id, job in submitted.items() if job in alive}

@@ -1,5 +1,6 @@
 """Small builders shared by tests."""
 
+import contextlib
 import textwrap
 from pathlib import Path
 
@@ -38,3 +39,22 @@ def episode(n: int, obs_shape=(2, 2, 1), action_dim=2, start: int = 0, success_a
             "success": success, "is_first": np.arange(n + 1) == 0,
             "is_last": np.arange(n + 1) == n,
             "is_terminal": (np.arange(n + 1) == n) & terminal}
+
+
+@contextlib.contextmanager
+def tmpfs(directory: Path, size: str):
+    """A tmpfs of `size` (e.g. "64k") mounted on a new `directory`, unmounted afterwards: a
+    disk that fills up. Skips the test where mounting is not allowed (not root)."""
+    import subprocess
+
+    import pytest
+
+    directory.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False)

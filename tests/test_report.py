@@ -473,22 +473,14 @@ def test_each_suites_line_counts_its_own_files(tmp_path, capsys):
 
 
 def test_a_full_disk_under_out_is_a_message_not_a_traceback(tmp_path, capsys):
-    import subprocess
+    from tests.helpers import tmpfs
 
     results = tmp_path / "r"
     good_run(results)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "disk", "64k") as disk:
         code, err = _report(results, disk / "out", capsys)  # 64 KB: the figures do not fit
         assert code == 2 and "Traceback" not in err
         assert "cannot write the report under" in err and "No space left on device" in err
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_ablation_bars_keep_long_task_names_apart(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ import pytest
 
 from harness import results as tree
 from harness.cli import main
-from tests.helpers import small_suite
+from tests.helpers import small_suite, tmpfs
 
 RUN = "t/toy.reach/bc/seed0"
 # 6 offline update calls (K = 10), then 5 online episodes of 50 steps with 1 update call each.
@@ -236,14 +236,8 @@ def wait_for(condition, timeout):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 1.5 MB tmpfs (root only): a results directory that fills up during a run."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "small-disk", "1536k") as mount:
+        yield mount
 
 
 @pytest.mark.slow
