@@ -85,8 +85,9 @@ class DreamerV2(LatentAgent):
         model_config = world_model_config(config.world_model, **config.world_model_overrides)
         params = self._build(obs_space, action_space, config, model_config,
                              Critic(config.units, config.layers), critic_inputs=1, seed=seed)
-        self._train = {"params": params, "target_critic": jax.tree.map(jnp.copy, params["critic"]),
-                       "opt": self._init_opt(params), "step": jnp.zeros((), jnp.int32)}
+        self._train = self._initial_train(
+            params=params, target_critic=jax.tree.map(jnp.copy, params["critic"]),
+            opt=self._init_opt(params), step=jnp.zeros((), jnp.int32))
 
     # -- losses ------------------------------------------------------------------------------
 

@@ -2,9 +2,12 @@
 optimizers, building the model, one world-model gradient step, and acting by filtering.
 
 An agent built on `LatentAgent` calls `_build` in its constructor (model, actor, its critic,
-optimizers, initial parameters), keeps all its state in `self._train` with the parameters
-under `params` ("model", "actor", "critic"), and writes `_one_update(train, (batch, key))`:
-one gradient step. `JittedAgent.update` runs K of them in one jitted call.
+optimizers, initial parameters), keeps all its state in `self._train` (made by
+`_initial_train`) with the parameters under `params` ("model", "actor", "critic"), and writes
+`_one_update(train, (batch, key))`: one gradient step on observations as the model sees them.
+`update` runs K of them in one jitted call; for state vectors it first merges the batch into
+the running moments and standardizes it (`standardize_states`, docs/decisions.md), and `act`
+standardizes with the same moments.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import optax
 from algorithms import nets
 from algorithms.agent import JittedAgent
 from algorithms.base import Sequences, make_config
-from algorithms.world_model import WorldModel, WorldModelConfig, world_model_loss
+from algorithms.world_model import (WorldModel, WorldModelConfig, initial_moments, standardize,
+                                    update_moments, world_model_loss)
 
 
 class _WorldModelPresets:  # lets make_config check a `world_model` preset name
@@ -98,6 +102,7 @@ class LatentAgent(JittedAgent):
         """
         self.config = config
         self.action_dim = action_space.shape[0]
+        self.standardizes = model_config.standardize_states and len(obs_space.shape) == 1
         self.batch_spec = Sequences(config.sequence_length, config.batch_size, config.steps_per_call)
         self.model = WorldModel(model_config, self.action_dim, tuple(obs_space.shape))
         self.actor = actor or Actor(config.units, config.layers, self.action_dim, config.actor_min_std)
@@ -115,6 +120,24 @@ class LatentAgent(JittedAgent):
             "critic": clipped_adam(config.critic_lr, config.eps, config.clip, config.weight_decay),
         }
         return params
+
+    def _initial_train(self, **state) -> dict:
+        """The agent's `self._train`: `state`, plus the running moments of the state vectors
+        when the model standardizes them."""
+        if self.standardizes:
+            state["obs_moments"] = initial_moments(self.model.obs_shape[0])
+        return state
+
+    def _update_many(self, train, key, batch):
+        """K gradient steps; state vectors enter standardized by the moments of every batch so
+        far, this one included (one merge per call: K x B x T states)."""
+        if not self.standardizes:
+            return super()._update_many(train, key, batch)
+        moments = update_moments(train["obs_moments"], batch["obs"])
+        batch = {**batch, "obs": standardize(moments, batch["obs"])}
+        rest = {k: v for k, v in train.items() if k != "obs_moments"}
+        rest, metrics = super()._update_many(rest, key, batch)
+        return {**rest, "obs_moments": moments}, metrics
 
     def _init_opt(self, params: dict) -> dict:
         return {k: self.optimizers[k].init(params[k]) for k in self.optimizers}
@@ -150,7 +173,10 @@ class LatentAgent(JittedAgent):
         latent = self.model.apply(self._train["params"]["model"], n, method=WorldModel.initial)
         return latent, jnp.zeros((n, self.action_dim)), jnp.ones((n,))
 
-    def _act(self, params, obs, state, key, explore):
+    def _act(self, train, obs, state, key, explore):
+        params = train["params"]
+        if self.standardizes:
+            obs = standardize(train["obs_moments"], obs)
         latent, prev_action, is_first = state
         obs_key, action_key = jax.random.split(key)
         embed = self.model.apply(params["model"], obs, method=WorldModel.encode)
@@ -168,5 +194,5 @@ class LatentAgent(JittedAgent):
         if not hasattr(self, "_act_jit"):
             self._act_jit = jax.jit(self._act, static_argnums=(4,))
         key, self._rng = jax.random.split(self._rng)
-        action, state = self._act_jit(self._train["params"], obs, state, key, bool(explore))
+        action, state = self._act_jit(self._train, obs, state, key, bool(explore))
         return np.asarray(action), state

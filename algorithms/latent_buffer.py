@@ -228,13 +228,14 @@ class LatentBufferAgent(LatentAgent):
         fields = {"features": (features,), "action": (self.action_dim,), "reward": (),
                   "next_features": (features,), "weight": ()}
         self.bytes_per_transition = transition_bytes(features, self.action_dim)
-        self._train = {"params": params, "target_critic": jax.tree.map(jnp.copy, params["critic"]),
-                       "opt": self._init_opt(params),
-                       "real": buffer_init(config.real_capacity, fields),
-                       "imagined": buffer_init(config.imagined_capacity, fields),
-                       "updates": jnp.zeros((), jnp.int32),
-                       # The last refresh's rollout metrics, reported until the next one.
-                       "rollout_metrics": {k: jnp.zeros((), jnp.float32) for k in ROLLOUT_METRICS}}
+        self._train = self._initial_train(
+            params=params, target_critic=jax.tree.map(jnp.copy, params["critic"]),
+            opt=self._init_opt(params),
+            real=buffer_init(config.real_capacity, fields),
+            imagined=buffer_init(config.imagined_capacity, fields),
+            updates=jnp.zeros((), jnp.int32),
+            # The last refresh's rollout metrics, reported until the next one.
+            rollout_metrics={k: jnp.zeros((), jnp.float32) for k in ROLLOUT_METRICS})
 
     # -- what LOMPO and COMBO say differently ------------------------------------------------
 

@@ -13,8 +13,9 @@ all with which values are the paper's and which are ours):
 4. Value expansion (Eq. 5): V^h(s_t) = sum_{i<h} g^i r~_{t+i} + g^h min_j Q_j(s_{t+h}, pi(s_{t+h})),
    h = 0..H, and V^(s_t) = mean_h V^h(s_t).
 5. Actor (Eq. 6, 10): -V^ (backpropagated through dynamics, reward head and critics, whose
-   parameters this loss does not change) - eta * entropy + beta * (-log pi(a_t|s_t)) on real
-   steps of successful episodes only.
+   parameters this loss does not change) - eta * entropy + beta * BC on real steps of
+   successful episodes only; BC is 0.5 ||tanh(mean) - a_t||^2 (ours; -log pi(a_t|s_t) as an
+   option).
 6. Critic (Eq. 7-9): on imagined states, Q_j(s^h, a^h) regresses onto the value-expansion target
    of the target critics from s^h on; on real data, Q_j(s_t, a_t) onto
    r_t + g (1 - terminal) min_j Qbar_j(s_{t+1}, pi(s_{t+1})), with real rewards and no model sample.
@@ -104,6 +105,21 @@ def filtered_bc_mask(episode_success: jax.Array, is_first: jax.Array) -> jax.Arr
     return episode_success[:, 1:] * (1.0 - is_first[:, 1:])
 
 
+def behaviour_cloning_loss(kind: str, mean: jax.Array, log_std: jax.Array, action: jax.Array,
+                           action_limit: float) -> jax.Array:
+    """Eq. 10's per-pair term for the actor's (pre-tanh mean, log-std): (..., A) -> (...).
+
+    "squared_error" (ours, the default): 0.5 * ||tanh(mean) - a||^2, the negative
+    log-likelihood of a unit-std Gaussian around the actor's mean action (jaxrl2's BC head;
+    docs/algorithms/moto.md). "log_prob": -log pi(a|s) of the tanh-Gaussian, the paper's
+    Eq. 10 as written, with the targets clipped to +-action_limit before atanh.
+    """
+    if kind == "squared_error":
+        return 0.5 * jnp.sum((jnp.tanh(mean) - action) ** 2, -1)
+    targets = jnp.clip(action, -action_limit, action_limit)
+    return -nets.tanh_gaussian_log_prob(mean, log_std, targets)
+
+
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     """Mean of x over the entries where mask is 1; 0 when the mask is empty."""
     return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
@@ -137,7 +153,7 @@ class Config:
     horizon: int = 5  # H, imagined steps of value expansion (ours; 0 = plain actor-critic)
     discount: float = 0.99  # gamma (paper)
     alpha: float = 1.0  # weight of the uncertainty penalty (ours)
-    beta: float = 1.0  # weight of the filtered BC term (ours)
+    beta: float = 10.0  # weight of the filtered BC term (ours; docs/algorithms/moto.md)
     entropy: float = 1e-4  # eta, actor entropy bonus (DreamerV2)
     tau: float = 0.005  # Polyak rate of the target critics (ours)
     units: int = 400  # actor and critic MLP width (DreamerV2)
@@ -152,7 +168,8 @@ class Config:
     uncertainty: bool = True  # ablation "No uncertainty": false sets alpha to 0 (u is still logged)
     normalize_value: bool = True  # ours: divide the value term by sg(mean |Q|) so beta is scale-free
     disagreement_on: str = "log_probs"  # ours: u from log-softmax logits; "logits": raw logits
-    bc_action_limit: float = 0.99  # ours: BC targets clipped to +-this before atanh
+    bc_loss: str = "squared_error"  # ours; "log_prob": -log pi(a|s) (see behaviour_cloning_loss)
+    bc_action_limit: float = 0.99  # ours: with bc_loss "log_prob", targets clipped to +-this before atanh
     steps_per_call: int = 4  # ours: gradient steps per jitted update call
 
     def __post_init__(self):
@@ -163,6 +180,9 @@ class Config:
         if self.disagreement_on not in ("log_probs", "logits"):
             raise ConfigError(f"moto.config.disagreement_on must be 'log_probs' or 'logits', got "
                               f"{self.disagreement_on!r}.")
+        if self.bc_loss not in ("squared_error", "log_prob"):
+            raise ConfigError(f"moto.config.bc_loss must be 'squared_error' or 'log_prob', got "
+                              f"{self.bc_loss!r}.")
         if not 0.0 < self.bc_action_limit < 1.0:
             raise ConfigError(f"moto.config.bc_action_limit must be in (0, 1), got "
                               f"{self.bc_action_limit}.")
@@ -209,8 +229,9 @@ class Moto(LatentAgent):
                              TwinCritic(config.units, config.layers), critic_inputs=2, seed=seed)
         self.alpha = config.alpha if config.uncertainty else 0.0
         self.beta = config.beta if config.bc else 0.0
-        self._train = {"params": params, "target_critic": jax.tree.map(jnp.copy, params["critic"]),
-                       "opt": self._init_opt(params)}
+        self._train = self._initial_train(
+            params=params, target_critic=jax.tree.map(jnp.copy, params["critic"]),
+            opt=self._init_opt(params))
 
     def _min_q(self, critic_params, features, action):
         return self.critic.apply(critic_params, features, action).min(0)
@@ -261,8 +282,8 @@ class Moto(LatentAgent):
 
         real_features, real_actions, mask = real
         mean, log_std = self.actor.apply(actor_params, real_features)
-        targets = jnp.clip(real_actions, -c.bc_action_limit, c.bc_action_limit)
-        bc_loss = masked_mean(-nets.tanh_gaussian_log_prob(mean, log_std, targets), mask)
+        bc_loss = masked_mean(behaviour_cloning_loss(c.bc_loss, mean, log_std, real_actions,
+                                                     c.bc_action_limit), mask)
 
         loss = -value_term - c.entropy * entropy + self.beta * bc_loss
         metrics = {"actor_loss": loss, "actor_entropy": entropy, "bc_loss": bc_loss,

@@ -6,6 +6,12 @@
     posterior    q(z_t | h_t, e_t)
     decoder      p(o_t | h_t, z_t)   reward  p(r_t | h_t, z_t)       unit-variance Gaussians
 
+State vectors are standardized before the encoder and as the decoder's target (ours,
+`standardize_states`): each entry to zero mean and unit variance under running moments of
+the batches trained on (`update_moments`, `standardize`). With the raw vector in the
+unit-variance likelihood, an entry that varies by 0.03 (a MetaWorld object's position between
+episodes) is worth ~1e-3 nats to the model and it leaves it out (docs/decisions.md).
+
 Latents are either 32 categoricals x 32 classes sampled with straight-through gradients
 (`latent="discrete"`), or a diagonal Gaussian (`latent="gaussian"`, LOMPO's sizes). All M prior
 heads share the GRU. In training one member is drawn uniformly at every time step and only its
@@ -74,6 +80,7 @@ class WorldModelConfig:
     eps: float = 1e-5
     clip: float = 100.0  # gradient norm clip
     weight_decay: float = 1e-6  # (1 - wd) per step (DreamerV2 model_opt)
+    standardize_states: bool = True  # ours: state vectors in and out in standardized units
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +129,39 @@ def balanced_kl_loss(kl_fn: Callable, post: tuple, prior: tuple, balance: float,
     loss = (balance * jnp.maximum(kl_train_prior, free_nats)
             + (1.0 - balance) * jnp.maximum(kl_train_post, free_nats))
     return loss, kl_fn(*post, *prior).mean()
+
+
+# Running moments of state vectors, for standardizing them (ours; docs/decisions.md).
+
+STD_FLOOR = 1e-3  # entries that (nearly) never vary are divided by this, not by ~0
+STANDARDIZED_CLIP = 10.0  # standardized entries beyond +-this are clipped
+
+
+def initial_moments(size: int) -> dict:
+    """No states seen yet: count 0, mean 0, variance 1."""
+    return {"count": jnp.zeros(()), "mean": jnp.zeros((size,)), "var": jnp.ones((size,))}
+
+
+def update_moments(moments: dict, states: jax.Array) -> dict:
+    """The moments of everything seen so far and `states` (..., D), merged exactly (Chan et
+    al.'s pairwise update): the mean and population variance of the union of the samples."""
+    x = states.reshape(-1, states.shape[-1]).astype(jnp.float32)
+    n_new = x.shape[0]
+    mean_new, var_new = x.mean(0), x.var(0)
+    n_old = moments["count"]
+    total = n_old + n_new
+    delta = mean_new - moments["mean"]
+    mean = moments["mean"] + delta * (n_new / total)
+    # With nothing seen yet, the old variance (1) has weight n_old = 0.
+    var = (n_old * moments["var"] + n_new * var_new + delta ** 2 * (n_old * n_new / total)) / total
+    return {"count": total, "mean": mean, "var": var}
+
+
+def standardize(moments: dict, states: jax.Array) -> jax.Array:
+    """(x - mean) / max(std, STD_FLOOR), clipped to +-STANDARDIZED_CLIP."""
+    std = jnp.maximum(jnp.sqrt(moments["var"]), STD_FLOOR)
+    z = (states.astype(jnp.float32) - moments["mean"]) / std
+    return jnp.clip(z, -STANDARDIZED_CLIP, STANDARDIZED_CLIP)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +356,8 @@ class WorldModel(nn.Module):
         return self.encoder(obs if self.pixels else obs.astype(jnp.float32))
 
     def observation_target(self, obs):
-        """What the decoder predicts: images scaled to x/255 - 0.5, state vectors as they are."""
+        """What the decoder predicts: images scaled to x/255 - 0.5, state vectors as they come
+        (standardized by the agent when `standardize_states`)."""
         if self.pixels:
             return obs.astype(jnp.float32) / 255.0 - 0.5
         return obs.astype(jnp.float32)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from algorithms.base import Sequences, get, make_config
-from algorithms.moto import (ensemble_disagreement, filtered_bc_mask, imagined_critic_targets,
-                             real_critic_target, value_expansion)
+from algorithms.moto import (behaviour_cloning_loss, ensemble_disagreement, filtered_bc_mask,
+                             imagined_critic_targets, real_critic_target, value_expansion)
 from tests.test_algorithms_contract import PIXELS, fake_batch
 
 GAMMA = 0.5
@@ -42,6 +42,21 @@ def test_imagined_critic_targets_by_hand():
 def test_real_critic_target_stops_at_terminals():
     got = real_critic_target(np.array([1.0, 1.0]), np.array([0.0, 1.0]), np.array([10.0, 10.0]), 0.9)
     np.testing.assert_allclose(got, [10.0, 1.0])
+
+
+def test_behaviour_cloning_loss_by_hand():
+    # Pre-tanh means atanh(0.5), atanh(-1 + 1e-3) against demonstrated actions 1 and -1: the
+    # squared error is 0.5 * (0.5^2 + 1e-3^2), whatever the log-std; the log-likelihood
+    # option clips the target to +-0.99 and depends on the std.
+    mean = np.arctanh(np.array([[0.5, -1 + 1e-3]]))
+    action = np.array([[1.0, -1.0]])
+    for log_std in (np.zeros((1, 2)), np.full((1, 2), -3.0)):
+        np.testing.assert_allclose(
+            behaviour_cloning_loss("squared_error", mean, log_std, action, 0.99),
+            [0.5 * (0.25 + 1e-6)], rtol=1e-4)
+    wide, narrow = (behaviour_cloning_loss("log_prob", mean, np.full((1, 2), s), action, 0.99)
+                    for s in (0.0, -3.0))
+    assert np.isfinite(wide).all() and np.isfinite(narrow).all() and not np.allclose(wide, narrow)
 
 
 def test_filtered_bc_mask_keeps_successful_episodes_and_skips_episode_starts():

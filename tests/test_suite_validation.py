@@ -251,7 +251,7 @@ def test_moto_suites_hold_the_papers_ablations_and_a_one_at_a_time_sweep():
     suite = load_suite("moto-sensitivity")  # MetaWorld only: it validates fully today
     swept = {tuple(r.algorithm.overrides.items()) for r in suite.runs()}
     assert swept == {(), (("horizon", 0),), (("horizon", 2),), (("horizon", 10),),
-                     (("alpha", 0.3),), (("alpha", 3.0),), (("beta", 0.3),), (("beta", 3.0),)}
+                     (("alpha", 0.3),), (("alpha", 3.0),), (("beta", 3.0),), (("beta", 30.0),)}
 
 
 def test_suites_override_world_model_sizes_and_bad_keys_are_refused(tmp_path, capsys):

@@ -199,3 +199,52 @@ def test_reconstruction_error_falls_while_training_on_toy_sequences(data_dir):
     assert len(traces) == 1  # compiled once
     first, last = np.mean(mse[:10]), np.mean(mse[-10:])
     assert last < 0.5 * first, (first, last)
+
+
+def test_running_moments_merge_to_the_moments_of_all_batches():
+    from algorithms.world_model import initial_moments, update_moments
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=[0.0, 5.0, -2.0], scale=[1.0, 0.03, 10.0], size=(n, 3))
+               for n in (7, 256, 1)]
+    moments = initial_moments(3)
+    for b in batches:
+        moments = update_moments(moments, jnp.asarray(b, jnp.float32))
+    every = np.concatenate(batches)
+    assert float(moments["count"]) == len(every)
+    np.testing.assert_allclose(moments["mean"], every.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(moments["var"], every.var(0), rtol=1e-4)
+
+
+def test_standardize_floors_the_std_and_clips():
+    from algorithms.world_model import STANDARDIZED_CLIP, STD_FLOOR, standardize
+    moments = {"count": jnp.array(10.0), "mean": jnp.array([1.0, 0.0, 0.0]),
+               "var": jnp.array([4.0, 0.0, 1.0])}
+    z = np.asarray(standardize(moments, jnp.array([[3.0, 0.5 * STD_FLOOR, 50.0]])))
+    np.testing.assert_allclose(z, [[1.0, 0.5, STANDARDIZED_CLIP]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["moto", "dreamerv2", "lompo", "combo"])
+def test_world_model_agents_see_state_vectors_in_standardized_units(name):
+    """Two agents, one trained on states x and one on a * x + b (per-entry a > 0): with the
+    states standardized by their running moments, both take the same gradient steps and act
+    the same on corresponding states. Without standardization the second agent's encoder and
+    decoder see entries 1000 times larger or smaller, and the two differ at once."""
+    import gymnasium as gym
+    from algorithms.base import get
+    from tests.test_algorithms_contract import fake_batch
+    space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    actions = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    scale = np.array([1e-3, 1.0, 1e3], np.float32)
+    offset = np.array([5.0, -1.0, 0.0], np.float32)
+    cls = get(name)
+    config = make_config(cls, "debug", {"steps_per_call": 1})
+    agents = [cls(space, actions, config, 0, total_updates=10) for _ in range(2)]
+    for i in range(2):
+        batch = fake_batch(agents[0], space, 2, 1, seed=i)
+        agents[0].update(batch)
+        agents[1].update({**batch, "obs": batch["obs"] * scale + offset})
+    obs = np.random.default_rng(5).normal(size=(4, 3)).astype(np.float32)
+    got = [agent.act(x, agent.initial_state(4), explore=False)[0]
+           for agent, x in zip(agents, (obs, obs * scale + offset))]
+    np.testing.assert_allclose(got[0], got[1], atol=2e-4)
+    assert np.abs(got[0]).max() > 1e-3  # the agents do act: not two zero outputs
