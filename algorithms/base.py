@@ -117,7 +117,9 @@ class TrainStateMixin:
 
 _REGISTRY: dict[str, type] = {}
 
-# name -> module that defines (and registers) it. A new algorithm adds one line here.
+# name -> module that defines (and registers) it. A new built-in algorithm adds one line here;
+# an algorithm from another package needs no line here (see `get` and
+# docs/adding-an-algorithm.md).
 MODULES = {
     "bc": "algorithms.bc",
     "combo": "algorithms.combo",
@@ -132,6 +134,12 @@ MODULES = {
 # Algorithms the suites may name before they exist, and where their work is tracked.
 PLANNED: dict[str, str] = {}
 
+# An installed package makes its algorithms known under this entry point group, e.g. in its
+# pyproject.toml: [project.entry-points."moto_harness.algorithms"] my-bc = "my_pkg.bc:MyBC".
+ENTRY_POINT_GROUP = "moto_harness.algorithms"
+METHODS = ("update", "initial_state", "act", "state_dict", "load_state_dict")
+_PLUGINS: dict[str, type] = {}  # suite name ("my-bc" or "my_pkg.bc:MyBC") -> checked class
+
 
 def register(cls: type) -> type:
     _REGISTRY[cls.name] = cls
@@ -142,19 +150,165 @@ def implemented() -> list[str]:
     return sorted(MODULES)
 
 
+def plugin_entry_points() -> dict:
+    """name -> importlib.metadata.EntryPoint, for every installed plugin algorithm."""
+    import importlib.metadata
+
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def is_plugin(name: str) -> bool:
+    """A suite's algorithm name that is not a built-in: 'package.module:Class' or an entry point."""
+    return name not in MODULES
+
+
 def get(name: str) -> type:
+    """The class of the algorithm a suite names: a built-in ('moto'), an installed plugin's
+    entry point name, or 'package.module:ClassName'. A plugin is imported and checked against
+    the interface on first use; a ConfigError says what is wrong and how to fix it."""
     if name in MODULES:
         importlib.import_module(MODULES[name])
         return _REGISTRY[name]
-    if name in PLANNED:
-        raise ConfigError(
-            f"algorithm '{name}' is not implemented yet (tracked in {PLANNED[name]}); "
-            f"remove it from the suite for now. Implemented: {', '.join(implemented())}."
-        )
-    raise ConfigError(
-        f"unknown algorithm '{name}'.{closest(name, list(MODULES) + list(PLANNED))} "
-        f"Implemented: {', '.join(implemented())}."
-    )
+    if name in _PLUGINS:
+        return _PLUGINS[name]
+    if ":" in name:
+        cls = load_class(name, f"algorithm '{name}'")
+    else:
+        entry_points = plugin_entry_points()
+        if name in PLANNED:
+            raise ConfigError(
+                f"algorithm '{name}' is not implemented yet (tracked in {PLANNED[name]}); "
+                f"remove it from the suite for now. Implemented: {', '.join(implemented())}."
+            )
+        if name not in entry_points:
+            known = list(MODULES) + list(entry_points) + list(PLANNED)
+            plugins = f" Installed plugins: {', '.join(sorted(entry_points))}." if entry_points else ""
+            raise ConfigError(
+                f"unknown algorithm '{name}'.{closest(name, known)} "
+                f"Implemented: {', '.join(implemented())}.{plugins} An algorithm from your own "
+                f"package is named 'package.module:ClassName', or registered under the entry "
+                f"point group '{ENTRY_POINT_GROUP}' (docs/adding-an-algorithm.md)."
+            )
+        ep = entry_points[name]
+        where = f"algorithm '{name}' (entry point {ep.value!r} of {_dist_name(ep)})"
+        cls = load_class(ep.value, where)
+    check_interface(cls, f"algorithm '{name}'")
+    _PLUGINS[name] = cls
+    return cls
+
+
+def _dist_name(ep) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"package {dist.metadata['Name']} {dist.version}" if dist is not None else "an unknown package"
+
+
+def load_class(target: str, where: str) -> type:
+    """Import 'package.module:ClassName' (the class may be dotted: 'module:Outer.Inner')."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr or not all(
+            part.isidentifier() for part in module_name.split(".") + attr.split(".")):
+        raise ConfigError(f"{where}: {target!r} is not 'package.module:ClassName' (dotted "
+                          "Python names on each side of one colon).")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise ConfigError(
+                f"{where}: no module named '{missing}'. Install the package that provides "
+                f"'{module_name}' (pip install -e path/to/your/package) or add its folder to "
+                "PYTHONPATH, and check the spelling.") from None
+        hint = (" PyTorch algorithms need the torch extra: pip install -e '.[torch]'."
+                if missing.split(".")[0] == "torch" else f" Install it: pip install {missing.split('.')[0]}.")
+        raise ConfigError(f"{where}: importing '{module_name}' needs the module '{missing}', "
+                          f"which is not installed.{hint}") from None
+    except Exception as err:  # the plugin's own import-time error, shown without our traceback
+        raise ConfigError(f"{where}: importing '{module_name}' failed: "
+                          f"{type(err).__name__}: {err}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            classes = [n for n, v in vars(module).items() if isinstance(v, type)
+                       and all(hasattr(v, m) for m in METHODS)]
+            raise ConfigError(
+                f"{where}: module '{module_name}' ({getattr(module, '__file__', '?')}) has no "
+                f"'{attr}'.{closest(attr, classes)} Classes in it with the Algorithm methods: "
+                f"{', '.join(classes) or 'none'}.")
+        obj = getattr(obj, part)
+    if not isinstance(obj, type):
+        raise ConfigError(f"{where}: '{target}' is a {type(obj).__name__}, not a class.")
+    return obj
+
+
+def check_interface(cls: type, where: str) -> None:
+    """What the run loop needs of an algorithm class before anything runs, all problems in one
+    ConfigError: a `name`; a frozen dataclass `Config` whose fields all have defaults, with a
+    non-empty `PRESETS` of which each builds and has its values in range; the `Algorithm`
+    methods; and a constructor taking (obs_space, action_space, config, seed, total_updates).
+    The `batch_spec` is an instance attribute, checked when the run builds the agent."""
+    import inspect
+
+    problems = []
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        problems.append("it needs a class attribute `name` (a non-empty string)")
+    for method in METHODS:
+        if not callable(getattr(cls, method, None)):
+            problems.append(f"it has no method `{method}`")
+    try:
+        inspect.signature(cls).bind("obs_space", "action_space", "config", 0, 1)
+    except TypeError:
+        problems.append(f"its constructor {cls.__name__}{inspect.signature(cls)} cannot take "
+                        "(obs_space, action_space, config, seed, total_updates)")
+    except ValueError:
+        pass  # no signature to inspect (a C type): the run will say if it cannot be built
+    config_cls = getattr(cls, "Config", None)
+    if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
+        problems.append("it needs a `Config` class attribute that is a dataclass")
+    elif not config_cls.__dataclass_params__.frozen:
+        problems.append("its Config must be frozen: @dataclass(frozen=True)")
+    else:
+        missing = [f.name for f in dataclasses.fields(config_cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        presets = getattr(config_cls, "PRESETS", None)
+        if missing:
+            problems.append(f"its Config fields {', '.join(missing)} need defaults (presets "
+                            "change only some fields)")
+        elif not (isinstance(presets, dict) and presets
+                  and all(isinstance(v, dict) for v in presets.values())):
+            problems.append("its Config needs `PRESETS: ClassVar[dict]`, a non-empty mapping of "
+                            "preset names to field values, e.g. {'paper': {}}")
+        else:
+            for preset in presets:
+                try:
+                    make_config(cls, preset, presets[preset])
+                except (ConfigError, TypeError, ValueError) as err:
+                    problems.append(f"its preset '{preset}' does not build: {err}")
+    if problems:
+        raise ConfigError(f"{where}: {cls.__module__}.{cls.__qualname__} does not implement the "
+                          f"Algorithm interface: " + "; ".join(problems) + ". See "
+                          "docs/adding-an-algorithm.md.")
+
+
+def source_of(name: str) -> dict:
+    """Where an algorithm's code comes from, for config.yaml: its module, file, and for a
+    plugin the installed distribution and its version (None when it is only on PYTHONPATH)."""
+    import importlib.metadata
+    import sys
+
+    cls = get(name)
+    module = sys.modules[cls.__module__]
+    source = {"class": f"{cls.__module__}:{cls.__qualname__}",
+              "file": getattr(module, "__file__", None), "builtin": name in MODULES}
+    if name in MODULES:
+        return source
+    top = cls.__module__.split(".")[0]
+    dists = importlib.metadata.packages_distributions().get(top, [])
+    ep = plugin_entry_points().get(name)
+    if ep is not None and getattr(ep, "dist", None) is not None:
+        dists = [ep.dist.metadata["Name"]]
+    source["distribution"] = dists[0] if dists else None
+    source["version"] = importlib.metadata.version(dists[0]) if dists else None
+    return source
 
 
 def make_config(cls: type, preset: str = "paper", overrides: dict | None = None):

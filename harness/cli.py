@@ -93,9 +93,12 @@ def cmd_status(args) -> int:
     from harness import results as tree
     from harness.launch import describe_progress
 
+    from harness.suite import results_folder
+
     results = Path(args.results)
     if results.exists() and not results.is_dir():
         raise UserError(f"--results {results} is a file; give the results directory.")
+    args.suite = results_folder(args.suite)
     counts: dict[str, int] = {}
     now = time.time()
     for run_dir in tree.iter_run_dirs(results, args.suite):
@@ -123,11 +126,12 @@ def cmd_status(args) -> int:
 
 def cmd_report(args) -> int:
     from harness.report import report
+    from harness.suite import results_folder
 
     results = Path(args.results)
     out = _writable_dir(_or_default(args.out, lambda: results / "_report"), "--out")
     try:
-        written = report(results, out, args.suite, args.final_evals, args.reps,
+        written = report(results, out, results_folder(args.suite), args.final_evals, args.reps,
                          args.include_unfinished)
     except OSError as err:  # a full disk, a quota, a read-only mount: say so, no traceback
         writing = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or (
@@ -210,7 +214,8 @@ def _import_kitchen(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from algorithms.base import MODULES, PLANNED, get
+    from algorithms.base import (ENTRY_POINT_GROUP, MODULES, PLANNED, ConfigError, get,
+                                 plugin_entry_points)
     from harness.envs import list_tasks
     from harness.suite import SUITES_DIR
 
@@ -219,6 +224,21 @@ def cmd_list(args) -> int:
         print(f"  {name:<10} presets: {', '.join(get(name).Config.PRESETS)}")
     for name, where in PLANNED.items():
         print(f"  {name:<10} not implemented yet ({where})")
+    entry_points = plugin_entry_points()
+    print(f"plugins (installed packages' entry points, group {ENTRY_POINT_GROUP}):"
+          + ("" if entry_points else " none"))
+    for name, ep in sorted(entry_points.items()):
+        dist = f"{ep.dist.metadata['Name']} {ep.dist.version}" if ep.dist is not None else "?"
+        if name in MODULES:
+            print(f"  {name:<10} {ep.value} from {dist}: not used, the built-in '{name}' has "
+                  "this name")
+            continue
+        try:
+            presets = f"presets: {', '.join(get(name).Config.PRESETS)}"
+        except ConfigError as err:
+            presets = f"unusable: {err}"
+        print(f"  {name:<10} {ep.value} from {dist}; {presets}")
+    print("  (a suite can also name any class as package.module:ClassName)")
     print("tasks:")
     for family, tasks in list_tasks().items():
         print(f"  {family}: {', '.join(tasks)}")
@@ -331,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="state and progress of runs, from status.json: "
                                            "pending, running, stale, interrupted, finished, failed")
-    status.add_argument("suite", nargs="?")
+    status.add_argument("suite", nargs="?", help="a suite file, a shipped suite's name, or "
+                        "the folder of its runs under --results (default: every suite)")
     status.add_argument("--results", default=str(DEFAULT_RESULTS))
     status.add_argument("--state", nargs="+", help="only runs in these states",
                         choices=["pending", "running", "stale", "interrupted", "finished",
@@ -341,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="figures, tables and aggregate statistics of finished "
                                         "runs, in RESULTS/_report/<suite>/report.md")
     rep.add_argument("--results", default=str(DEFAULT_RESULTS))
-    rep.add_argument("--suite", help="only this suite")
+    rep.add_argument("--suite", help="only this suite (a suite file, or its name)")
     rep.add_argument("--out", help="output directory (default: RESULTS/_report)")
     rep.add_argument("--final-evals", type=int, default=3,
                      help="a run's final score is the mean of its last N evaluations (default 3)")

@@ -144,7 +144,7 @@ def _git_commit() -> str:
 class _Run:
     def __init__(self, spec: RunSpec, run_dir: Path, data_dir: Path, status: StatusFile,
                  stop: StopRequest, resume: dict | None, show_progress: bool):
-        from algorithms.base import get, make_config
+        from algorithms.base import ConfigError, Sequences, Transitions, get, make_config
 
         self.spec, self.run_dir, self.protocol = spec, run_dir, spec.protocol
         self.status_file, self.stop, self.show_progress = status, stop, show_progress
@@ -165,6 +165,11 @@ class _Run:
         total_updates = self.protocol.offline_steps + online_episodes * self.protocol.updates_per_episode
         self.agent = algo_cls(self.env.observation_space, self.env.action_space, config,
                               spec.seed, total_updates)
+        if not isinstance(getattr(self.agent, "batch_spec", None), (Transitions, Sequences)):
+            raise ConfigError(
+                f"algorithm '{spec.algorithm.name}': its instances need a `batch_spec`, an "
+                f"algorithms.base.Transitions or Sequences, got "
+                f"{getattr(self.agent, 'batch_spec', None)!r} (docs/adding-an-algorithm.md).")
         space = self.env.observation_space
         self.replay = EpisodeReplay(space.shape, space.dtype, self.env.action_space.shape[0],
                                     bc_targets=self.info.bc_targets)
@@ -254,10 +259,13 @@ class _Run:
             print(f"  {self.spec.run_id}: {message}", file=sys.stderr, flush=True)
 
     def _write_config(self, config, manifest: dict, dataset: list[dict]) -> None:
+        from algorithms.base import source_of
+
         resolved = {
             "run_id": self.spec.run_id, **self.spec.as_dict(),
             "algorithm_config": {k: list(v) if isinstance(v, tuple) else v
                                  for k, v in dataclasses.asdict(config).items()},
+            "algorithm_source": source_of(self.spec.algorithm.name),
             "batch_spec": {"type": type(self.agent.batch_spec).__name__,
                            **dataclasses.asdict(self.agent.batch_spec)},
             "env": _plain(self.env.settings()),

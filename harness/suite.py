@@ -228,6 +228,23 @@ def resolve_path(suite: str) -> Path:
                     f"Shipped suites: {', '.join(names)}.")
 
 
+def results_folder(suite: str | None) -> str | None:
+    """The results folder a suite writes to, from what `status` and `report` were given: a
+    suite file (its `name`), a shipped suite's name, or the folder's name itself."""
+    if suite is None or suite.endswith("/"):
+        return suite
+    path = Path(suite)
+    is_file = suite.endswith((".yaml", ".yml")) or (path.is_file() if "\0" not in suite else False)
+    if not is_file:
+        return suite
+    raw = parse_yaml(resolve_path(suite).read_text(errors="replace"), suite)
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if not isinstance(name, str) or not name:
+        raise UserError(f"suite '{suite}' has no 'name'; its runs are under "
+                        "RESULTS/<name>/, so give that folder's name instead.")
+    return name
+
+
 class StrictLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML
     would silently keep the last one, so `seeds: 5` further down would win unnoticed)."""
@@ -390,7 +407,9 @@ def parse_algorithm(where: str, raw) -> AlgorithmEntry:
     name = _field(where, raw, "name", str)
     preset = _field(where, raw, "preset", str, required=False, default="paper")
     config = _field(where, raw, "config", dict, required=False, default={}) or {}
-    label = _field(where, raw, "label", str, required=False, default=name)
+    # 'my_pkg.bc:MyBC' is labelled 'MyBC' unless the suite says otherwise (a colon is not
+    # allowed in Windows folder names).
+    label = _field(where, raw, "label", str, required=False, default=name.rpartition(":")[2])
     check_folder_name(where, "label", label)
     bad_keys = [k for k in config if not isinstance(k, str)]
     if bad_keys:
