@@ -122,6 +122,7 @@ _REGISTRY: dict[str, type] = {}
 # docs/adding-an-algorithm.md).
 MODULES = {
     "bc": "algorithms.bc",
+    "bc-torch": "algorithms.bc_torch",  # needs the torch extra
     "combo": "algorithms.combo",
     "cql": "algorithms.cql",
     "dreamerv2": "algorithms.dreamerv2",
@@ -129,6 +130,7 @@ MODULES = {
     "lompo": "algorithms.lompo",
     "moto": "algorithms.moto",
     "sac": "algorithms.sac",
+    "sac-torch": "algorithms.sac_torch",  # needs the torch extra
 }
 
 # Algorithms the suites may name before they exist, and where their work is tracked.
@@ -167,7 +169,8 @@ def get(name: str) -> type:
     entry point name, or 'package.module:ClassName'. A plugin is imported and checked against
     the interface on first use; a ConfigError says what is wrong and how to fix it."""
     if name in MODULES:
-        importlib.import_module(MODULES[name])
+        if name not in _REGISTRY:
+            import_module(MODULES[name], f"algorithm '{name}'")  # registers it
         return _REGISTRY[name]
     if name in _PLUGINS:
         return _PLUGINS[name]
@@ -209,6 +212,24 @@ def load_class(target: str, where: str) -> type:
             part.isidentifier() for part in module_name.split(".") + attr.split(".")):
         raise ConfigError(f"{where}: {target!r} is not 'package.module:ClassName' (dotted "
                           "Python names on each side of one colon).")
+    module = import_module(module_name, where)
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            classes = [n for n, v in vars(module).items() if isinstance(v, type)
+                       and all(hasattr(v, m) for m in METHODS)]
+            raise ConfigError(
+                f"{where}: module '{module_name}' ({getattr(module, '__file__', '?')}) has no "
+                f"'{attr}'.{closest(attr, classes)} Classes in it with the Algorithm methods: "
+                f"{', '.join(classes) or 'none'}.")
+        obj = getattr(obj, part)
+    if not isinstance(obj, type):
+        raise ConfigError(f"{where}: '{target}' is a {type(obj).__name__}, not a class.")
+    return obj
+
+
+def import_module(module_name: str, where: str):
+    """importlib.import_module, with a ConfigError that says what to install when it fails."""
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
@@ -225,19 +246,7 @@ def load_class(target: str, where: str) -> type:
     except Exception as err:  # the plugin's own import-time error, shown without our traceback
         raise ConfigError(f"{where}: importing '{module_name}' failed: "
                           f"{type(err).__name__}: {err}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            classes = [n for n, v in vars(module).items() if isinstance(v, type)
-                       and all(hasattr(v, m) for m in METHODS)]
-            raise ConfigError(
-                f"{where}: module '{module_name}' ({getattr(module, '__file__', '?')}) has no "
-                f"'{attr}'.{closest(attr, classes)} Classes in it with the Algorithm methods: "
-                f"{', '.join(classes) or 'none'}.")
-        obj = getattr(obj, part)
-    if not isinstance(obj, type):
-        raise ConfigError(f"{where}: '{target}' is a {type(obj).__name__}, not a class.")
-    return obj
+    return module
 
 
 def check_interface(cls: type, where: str) -> None:

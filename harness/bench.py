@@ -203,7 +203,7 @@ def jax_encoder_decoder(frames: int = 800, repeats: int = 2) -> dict:
 
 def torch_encoder_decoder(frames: int = 800, repeats: int = 2, dtype: str = "float32") -> dict | None:
     """The same network and pass in PyTorch (None if torch is not installed: it is the
-    optional `bench` extra): the reference a PyTorch user would get on this machine."""
+    `torch` extra): the reference a PyTorch user would get on this machine."""
     try:
         import torch
     except ImportError:
@@ -289,107 +289,23 @@ def _replay_for_bench(seed: int = 0):
     return replay
 
 
-def torch_sac_update(calls: int = 10, channels_last: bool = False) -> dict | None:
-    """SAC's `paper` update (jaxrl2 / DrQ, as `algorithms/sac.py`) written in PyTorch the way a
-    PyTorch user would write it, sampled from the same replay as `update_bench`: the reference
-    for the model-free agents' update speed on this machine. None if torch is not installed.
+def sac_update_rows(calls: int) -> list[dict]:
+    """SAC's `paper` update at K = 1 in JAX (`algorithms/sac.py`) and, when torch is installed,
+    its PyTorch twin (`algorithms/sac_torch.py`), through the same replay: the reference a
+    PyTorch user would get on this machine. Encoder GFLOP/s from `sac_update_flops`."""
+    import importlib.util
 
-    Per update: both observations random-shifted (edge padding 4); a' and log pi(a'|s') from
-    the current encoder and actor on s', Q from the target encoder and critics; the critic's
-    encoder and twin Qs trained on (Q - y)^2; the actor and temperature on the critic's
-    features with the gradient stopped; Adam on all of them; Polyak targets. `channels_last`
-    stores images and convolution weights NHWC, which PyTorch's CPU convolutions prefer.
-    """
-    try:
+    import jax
+
+    names = [("sac", f"jax {jax.__version__} (algorithms/sac.py)")]
+    if importlib.util.find_spec("torch") is not None:
         import torch
-    except ImportError:
-        return None
-    import copy
-    import math
 
-    from torch import nn
-
-    from algorithms.base import Transitions
-
-    batch, action_dim, hidden, embed_dim, pad = 256, 4, 256, 50, 4
-    layers, channels = [], 9
-    for width in (32, 64, 128, 256):
-        layers += [nn.Conv2d(channels, width, 3, 2), nn.ReLU()]
-        channels = width
-    encoder = nn.Sequential(*layers, nn.Flatten(), nn.Linear(256 * 3 * 3, embed_dim),
-                            nn.LayerNorm(embed_dim), nn.Tanh())
-
-    def mlp(inputs, outputs):
-        return nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                             nn.ReLU(), nn.Linear(hidden, outputs))
-
-    critics = nn.ModuleList([mlp(embed_dim + action_dim, 1) for _ in range(2)])
-    actor = mlp(embed_dim, 2 * action_dim)
-    log_alpha = torch.tensor(math.log(0.1), requires_grad=True)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    encoder = encoder.to(memory_format=layout)
-    target_encoder, target_critics = copy.deepcopy(encoder), copy.deepcopy(critics)
-    critic_params = list(encoder.parameters()) + list(critics.parameters())
-    actor_params = list(actor.parameters()) + [log_alpha]
-    optimizer = torch.optim.Adam(critic_params + actor_params, lr=3e-4)
-    online = critic_params
-    targets = list(target_encoder.parameters()) + list(target_critics.parameters())
-    rows = torch.arange(64)
-
-    def shifted(frames):  # (B, S, H, W, C) uint8 -> (B, S*C, H, W) float in [0, 1], shifted
-        b, s, h, w, c = frames.shape
-        x = frames.permute(0, 1, 4, 2, 3).reshape(b, s * c, h, w)
-        x = nn.functional.pad(x.float(), (pad, pad, pad, pad), mode="replicate")
-        offsets = torch.randint(0, 2 * pad + 1, (b, 2))
-        r = (rows[None] + offsets[:, :1])[:, None, :, None]
-        q = (rows[None] + offsets[:, 1:])[:, None, None, :]
-        return x[torch.arange(b)[:, None, None, None], torch.arange(s * c)[None, :, None, None], r, q].contiguous(memory_format=layout) / 255.0
-
-    def q_values(nets, embed, action):
-        inputs = torch.cat([embed, action], 1)
-        return torch.stack([q(inputs)[:, 0] for q in nets])
-
-    def policy(embed):
-        mean, log_std = actor(embed).chunk(2, 1)
-        log_std = log_std.clamp(-10.0, 2.0)
-        noise = torch.randn_like(mean)
-        u = mean + log_std.exp() * noise
-        log_prob = (-0.5 * noise ** 2 - log_std - 0.5 * math.log(2 * math.pi)
-                    - 2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(1)
-        return torch.tanh(u), log_prob
-
-    def update(sample):
-        frames = torch.from_numpy(sample["obs"][0])
-        action = torch.from_numpy(sample["action"][0])
-        reward = torch.from_numpy(sample["reward"][0])
-        terminal = torch.from_numpy(sample["terminal"][0]).float()
-        obs, next_obs = shifted(frames[:, :-1]), shifted(frames[:, 1:])
-        alpha = log_alpha.exp()
-        with torch.no_grad():
-            next_action, next_log_prob = policy(encoder(next_obs))
-            next_q = q_values(target_critics, target_encoder(next_obs), next_action).min(0).values
-            y = reward + 0.99 * (1 - terminal) * (next_q - alpha * next_log_prob)
-        embed = encoder(obs)
-        critic_loss = ((q_values(critics, embed, action) - y) ** 2).mean(1).sum() / 2
-        new_action, log_prob = policy(embed.detach())
-        actor_loss = (alpha.detach() * log_prob - q_values(critics, embed.detach(), new_action).mean(0)).mean()
-        temperature_loss = alpha * (-log_prob.detach() + action_dim).mean()
-        grads = torch.autograd.grad(critic_loss, critic_params)
-        grads += torch.autograd.grad(actor_loss + temperature_loss, actor_params)
-        for param, grad in zip(critic_params + actor_params, grads):
-            param.grad = grad
-        optimizer.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(targets, online, 0.005)
-
-    replay = _replay_for_bench()
-    rng = np.random.default_rng(0)
-    spec = Transitions(3, batch, 1)
-    update(replay.sample(rng, spec, 1))
-    start = time.perf_counter()
-    for _ in range(calls):
-        update(replay.sample(rng, spec, 1))
-    rate = calls / (time.perf_counter() - start)
-    return {"framework": f"torch {torch.__version__} float32{', channels last' if channels_last else ''}",
-            "batch_size": batch,
-            "updates_per_s": rate, "gflops": sac_update_flops(batch) * rate / 1e9}
+        names.append(("sac-torch", f"torch {torch.__version__} (algorithms/sac_torch.py)"))
+    rows = []
+    for name, framework in names:
+        row = update_bench(name, "paper", calls, steps_per_call=1)
+        rows.append({"framework": framework, "batch_size": row["batch_size"],
+                     "updates_per_s": row["updates_per_s"],
+                     "gflops": sac_update_flops(row["batch_size"]) * row["updates_per_s"] / 1e9})
+    return rows

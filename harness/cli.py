@@ -290,25 +290,19 @@ def cmd_bench(args) -> int:
         for dtype in ("float32", "bfloat16"):
             row = bench.torch_encoder_decoder(args.frames, dtype=dtype)
             if row is None:
-                print("torch is not installed (the optional `bench` extra): no PyTorch reference")
+                print("torch is not installed (pip install -e '.[torch]'): no PyTorch reference")
                 break
             rows.append(row)
         figures["network"] = rows
         print(f"world model `paper` encoder + decoder, forward and backward on {args.frames} "
               "64x64 frames (convolution GFLOP/s):")
         print(bench.table(rows, bench.ENCODER_DECODER_COLUMNS), flush=True)
-        ours = bench.update_bench("sac", "paper", args.update_calls, steps_per_call=1)
-        rows = [{"framework": f"jax {jax.__version__} (ours)", "batch_size": ours["batch_size"],
-                 "updates_per_s": ours["updates_per_s"],
-                 "gflops": bench.sac_update_flops(ours["batch_size"]) * ours["updates_per_s"] / 1e9}]
-        for channels_last in (False, True):
-            row = bench.torch_sac_update(args.update_calls, channels_last)
-            if row is None:
-                break
-            rows.append(row)
+        rows = bench.sac_update_rows(args.update_calls)
+        if len(rows) == 1:
+            print("torch is not installed (pip install -e '.[torch]'): no PyTorch reference")
         figures["sac_update"] = rows
-        print("SAC `paper` update (K = 1, replay sampling included), ours against the same update "
-              "in PyTorch:")
+        print("SAC `paper` update (K = 1, replay sampling included), ours against its PyTorch twin "
+              "sac-torch:")
         print(bench.table(rows, bench.MODEL_FREE_COLUMNS), flush=True)
     if args.only in (None, "report"):
         figures["report"] = bench.report_bench()

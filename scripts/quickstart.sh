@@ -4,7 +4,7 @@
 # then write the report of both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh torch
 .venv/bin/python -m harness run suites/smoke.yaml "$@"
 .venv/bin/python -m harness run suites/smoke-learning.yaml "$@"
 .venv/bin/python -m harness report

@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+from algorithms.agent import JittedAgent
 from algorithms.base import Sequences, Transitions, get, implemented, make_config
 
 PIXELS = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
@@ -58,7 +59,8 @@ def test_update_is_finite_and_compiles_once(name, obs_space):
     for i in range(3):
         metrics = agent.update(fake_batch(agent, obs_space, 4, k, seed=i))
         assert metrics and all(np.isfinite(v) for v in metrics.values())
-    assert agent.trace_count == 1
+    if isinstance(agent, JittedAgent):  # the JAX agents compile one update program
+        assert agent.trace_count == 1
 
 
 @pytest.mark.parametrize("name", implemented())

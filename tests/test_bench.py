@@ -51,11 +51,11 @@ def test_sac_update_flops_count_three_forward_passes_and_one_backward():
     assert sac_update_flops(2) == 2 * (5 * sum(layers) - layers[0])
 
 
-def test_torch_sac_reference_runs_when_torch_is_installed():
+def test_the_sac_reference_times_the_pytorch_twin_beside_ours():
     pytest.importorskip("torch")
-    from harness.bench import torch_sac_update
+    from harness.bench import sac_update_rows
 
-    for channels_last in (False, True):
-        row = torch_sac_update(calls=1, channels_last=channels_last)
-        assert row["batch_size"] == 256 and row["updates_per_s"] > 0
-        assert ("channels last" in row["framework"]) == channels_last
+    rows = sac_update_rows(calls=1)
+    assert [r["framework"].split()[0] for r in rows] == ["jax", "torch"]
+    assert "algorithms/sac_torch.py" in rows[1]["framework"]
+    assert all(r["batch_size"] == 256 and r["updates_per_s"] > 0 and r["gflops"] > 0 for r in rows)

@@ -105,8 +105,9 @@ def train(task, algorithm, overrides, data_dir, offline_updates, online_episodes
 
 
 @pytest.mark.slow
-def test_bc_learns_toy_reach_from_pixels(data_dir):
-    untrained, trained = train("toy/reach", "bc", {"lr": 1e-3}, data_dir, 5000)
+@pytest.mark.parametrize("algorithm", ["bc", "bc-torch"])
+def test_bc_learns_toy_reach_from_pixels(data_dir, algorithm):
+    untrained, trained = train("toy/reach", algorithm, {"lr": 1e-3}, data_dir, 5000)
     assert trained >= BC_THRESHOLD and trained > untrained, (untrained, trained)
 
 
@@ -167,8 +168,9 @@ def test_dreamerv2_learns_toy_reach_online(data_dir):
 
 
 @pytest.mark.slow
-def test_sac_learns_toy_reach_online(data_dir):
-    untrained, trained = train("toy/reach-state", "sac", {"lr": 1e-3}, data_dir, 1000,
+@pytest.mark.parametrize("algorithm", ["sac", "sac-torch"])
+def test_sac_learns_toy_reach_online(data_dir, algorithm):
+    untrained, trained = train("toy/reach-state", algorithm, {"lr": 1e-3}, data_dir, 1000,
                                online_episodes=40, updates_per_episode=50)
     assert trained >= SAC_THRESHOLD and trained > untrained, (untrained, trained)
 

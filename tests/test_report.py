@@ -507,3 +507,21 @@ def test_the_performance_profile_steps_down_at_the_observed_scores(tmp_path, mon
     xs, ys = line.get_xdata(), line.get_ydata()
     assert np.allclose(xs, [0.0, 0.3, 0.7, 1.0])  # the observed final scores, and the ends
     assert np.allclose(ys, [1.0, 0.5, 0.0, 0.0])  # the fraction of runs scoring above each
+
+
+def test_pytorch_twins_are_compared_with_their_originals(tmp_path):
+    """bc-torch scores what bc scores on every seed and task: P(twin > original) is 0.5;
+    sac-torch always below sac: 0."""
+    results = tmp_path / "results"
+    for task in ("metaworld/door-open", "metaworld/drawer-open"):
+        for seed in range(3):
+            final = (0.0, 0.2, 0.4, 0.2 * seed)
+            for label, success in (("bc", final), ("bc-torch", final),
+                                   ("sac", (0.0, 0.5, 0.7, 0.9)), ("sac-torch", (0.0, 0.1, 0.1, 0.1))):
+                good_run(results, task=task, label=label, seed=seed, success=success, name=label)
+    report(results, tmp_path / "out", reps=200)
+    text = (tmp_path / "out" / "s" / "report.md").read_text()
+    assert "| bc-torch | bc | 0.50 [" in text
+    assert "| sac-torch | sac | 0.00 [0.00, 0.00] |" in text
+    twins = pd.read_csv(tmp_path / "out" / "s" / "twins.csv")
+    assert list(twins["algorithm"]) == ["bc-torch", "sac-torch"]

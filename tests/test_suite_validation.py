@@ -2,6 +2,7 @@
 
 import pytest
 
+from algorithms.base import implemented
 from harness.cli import main
 from harness.suite import load_suite
 from tests.helpers import small_suite, write_suite
@@ -13,6 +14,7 @@ def test_smoke_suite_expands_to_stable_unique_run_ids():
     assert len(ids) == len(set(ids)) == len(suite.tasks) * len(suite.algorithms) * len(suite.seeds)
     assert "smoke/metaworld.door-open/bc/seed0" in ids
     assert ids == [r.run_id for r in load_suite("smoke").runs()]
+    assert {a.name for a in suite.algorithms} == set(implemented())  # every one, PyTorch too
 
 
 def test_labels_let_one_algorithm_appear_twice_and_seed_counts_expand(tmp_path):

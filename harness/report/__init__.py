@@ -241,7 +241,27 @@ class SuiteReport:
             lines += [f"Probability of improvement: the chance that a {plots.HIGHLIGHT} run beats "
                       "a baseline run on a task drawn at random (0.5: no difference).", "",
                       f"![probability of improvement]({figure[0].name}) ({_links(figure)})", ""]
-        self.sections += lines
+        self.sections += lines + self._twins(scores)
+
+    def _twins(self, scores: dict) -> list[str]:
+        """The PyTorch twins (label `X-torch` beside `X`) against their originals: if they
+        implement the same method, the probability of improvement is near 0.5."""
+        pairs = [(f"{label}-torch", label) for label in sorted(scores) if f"{label}-torch" in scores]
+        if not pairs:
+            return []
+        table = pd.concat([agg.improvement({twin: scores[twin], original: scores[original]},
+                                           twin, self.reps) for twin, original in pairs])
+        path = self.out / "twins.csv"
+        table.to_csv(path, index=False)
+        self.written.append(path)
+        rows = [f"| {r.algorithm} | {r.baseline} | {r.probability:.2f} [{r.low:.2f}, {r.high:.2f}] |"
+                for r in table.itertuples()]
+        return ["### PyTorch twins", "",
+                "The probability that a run of the PyTorch twin beats a run of its JAX original "
+                "on a task drawn at random, with its 95% stratified bootstrap interval. Near 0.5, "
+                "with an interval around it, means that the two do not differ in what they "
+                "reach. " + _links([path]), "",
+                "| twin | original | P(twin > original) [95% CI] |", "|---|---|---|", *rows, ""]
 
     def _ablations(self, final: pd.DataFrame) -> None:
         """Labels that share an algorithm (moto, moto-no-bc, ...) are an ablation group."""
