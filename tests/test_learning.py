@@ -6,7 +6,8 @@ untrained policy, so a test fails if its algorithm stops learning, not on an unl
 - BC (debug preset, lr 1e-3) from pixels on `toy/reach`: 50 noisy demonstrations (success
   1.0, return ~34), 5000 gradient steps (~100 s). Measured with jaxrl2's unit-std head (issue
   23): untrained 0.05, trained 0.85 over 20 evaluation episodes; with the learned-std
-  tanh-Gaussian head before it, untrained 0.0, trained 0.40. Threshold 0.2.
+  tanh-Gaussian head before it, untrained 0.0, trained 0.40. Threshold 0.2. Its PyTorch twin
+  `bc-torch`, the same schedule (issue 25): untrained 0.05, trained 0.9; the same threshold.
 - MOTO (debug preset; batch 16 x 16, actor and critic 2 x 64 units, lr 1e-3) offline on
   `toy/reach-state`, 10000 gradient steps (~115 s). The numbers in this docstring for MOTO,
   DreamerV2, LOMPO and COMBO were measured before their world model standardized state
@@ -27,7 +28,8 @@ untrained policy, so a test fails if its algorithm stops learning, not on an unl
   0.8 after 80, 1.0 after 100 (separate runs, untrained 0.0 each); this test now runs 80.
 - SAC (debug preset, lr 1e-3) on `toy/reach-state`: 1000 offline steps, then 40 online episodes
   with 50 updates each (~25 s). Measured: untrained 0.0, 0.2 after the offline phase, 1.0
-  after 10, 20, 30 and 40 episodes. Threshold 0.5. From pixels (`toy/reach`) it learns, but
+  after 10, 20, 30 and 40 episodes. Threshold 0.5. Its PyTorch twin `sac-torch`, the same
+  schedule (issue 25): untrained 0.0, trained 1.0; the same threshold. From pixels (`toy/reach`) it learns, but
   too slowly and noisily for a CPU test: with 1000 offline steps and 100 online episodes of
   50 updates (~180 s), one run went 0.1 untrained, 0.0-0.1 through 50 episodes, then 0.2,
   0.1, 0.4, 0.35, 0.55 at 60-100; the same schedule in this file's `train` (which evaluates

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from algorithms import nets
 
@@ -68,3 +69,17 @@ def test_scan_updates_equals_a_python_loop():
         expected_carry = expected_carry * 0.5 + x
     np.testing.assert_allclose(float(carry), expected_carry)
     np.testing.assert_allclose(np.asarray(outs), expected_outs)
+
+
+def test_the_pytorch_random_shift_is_an_edge_padded_crop():
+    torch = pytest.importorskip("torch")
+    from algorithms import torch_nets
+
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (6, 5, 12, 10), dtype=np.uint8))
+    shifted = torch_nets.random_shift(images, 3, torch.Generator().manual_seed(1))
+    offsets = torch.randint(0, 7, (6, 2), generator=torch.Generator().manual_seed(1)).numpy()
+    padded = np.pad(images.numpy(), ((0, 0), (0, 0), (3, 3), (3, 3)), mode="edge")
+    for i, (r, c) in enumerate(offsets):
+        np.testing.assert_array_equal(shifted[i].numpy(), padded[i, :, r:r + 12, c:c + 10])
+    assert shifted.dtype == torch.uint8
