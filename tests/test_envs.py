@@ -1,6 +1,7 @@
 """Task environments: shapes, seeding, episode accounting, and the protocol's settings."""
 
 import importlib.util
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -111,22 +112,84 @@ def test_toy_reach_demonstrator_succeeds_and_random_rarely_does():
     assert np.mean(demo) >= 0.9 and np.mean(rand) <= 0.3
 
 
-def test_a_missing_gl_backend_names_the_packages_to_install(monkeypatch):
+@pytest.fixture
+def gl(monkeypatch):
+    """ensure_backend() as on a fresh process: no backend chosen yet, mujoco not imported,
+    the environment restored afterwards; `probes` maps a backend to what `_probe` returns."""
     from harness.envs import render
+
+    for name in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "HARNESS_GL_RENDERER", "HARNESS_GL_VENDOR",
+                 render.ALLOW_SOFTWARE_ENV):
+        monkeypatch.setenv(name, "x")  # so that monkeypatch restores what ensure_backend sets
+        monkeypatch.delenv(name)
+    monkeypatch.delitem(sys.modules, "mujoco", raising=False)
+    probes = {}
+    monkeypatch.setattr(render, "_probe", lambda backend: probes.get(backend, "exit 1: no such backend"))
+    monkeypatch.setattr(render, "nvidia_gpu_present", lambda: probes.get("nvidia", False))
+    return render, probes
+
+
+MESA = ("Mesa/X.org", "llvmpipe (LLVM 15.0.6, 256 bits)")
+NVIDIA = ("NVIDIA Corporation", "NVIDIA H100 80GB HBM3/PCIe/SSE2")
+
+
+def test_a_missing_gl_backend_names_the_packages_to_install(gl, monkeypatch):
     from harness.errors import UserError
 
+    render, _ = gl
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
-    monkeypatch.delenv("HARNESS_GL_RENDERER", raising=False)
-    monkeypatch.setattr(render, "_probe", lambda backend: None)  # as on a machine without it
-    with pytest.raises(UserError, match="apt-get install libosmesa6"):
+    with pytest.raises(UserError, match="MUJOCO_GL=osmesa: exit 1: no such backend.*apt-get "
+                                        "install libosmesa6"):
         render.ensure_backend()
+
+
+def test_the_chosen_renderer_and_its_vendor_are_recorded(gl):
+    render, probes = gl
+    probes["egl"] = NVIDIA
+    probes["nvidia"] = True
+    assert render.ensure_backend() == {"backend": "egl", "gl_vendor": NVIDIA[0],
+                                       "gl_renderer": NVIDIA[1]}
+    assert render.renderer_info()["gl_vendor"] == NVIDIA[0]  # what runs and manifests record
+    from harness.data.store import comparable
+
+    assert "gl_vendor" not in comparable({"renderer": render.renderer_info()})["renderer"]
+
+
+def test_without_a_gpu_a_failed_egl_falls_back_to_osmesa_and_says_so(gl, capsys):
+    render, probes = gl
+    probes["osmesa"] = ("Mesa/X.org", "llvmpipe (LLVM 15.0.6, 256 bits)")
+    assert render.ensure_backend()["backend"] == "osmesa"
+    assert "rendering with MUJOCO_GL=osmesa" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("egl", [MESA, "rendering one frame did not finish within 60 s (hung)"])
+def test_on_an_nvidia_machine_a_software_renderer_stops_the_run(gl, monkeypatch, egl):
+    """EGL that lands on Mesa's llvmpipe, or EGL that fails with OSMesa left: both would render
+    in software, 30x slower, on a machine with a GPU; unless the user asks for it."""
+    from harness.errors import UserError
+
+    render, probes = gl
+    probes.update(egl=egl, osmesa=MESA, nvidia=True)
+    with pytest.raises(UserError, match="has an NVIDIA GPU, but MuJoCo would render with the "
+                                        "software renderer 'llvmpipe.*10_nvidia.json"):
+        render.ensure_backend()
+    monkeypatch.setenv(render.ALLOW_SOFTWARE_ENV, "1")
+    assert render.ensure_backend()["gl_renderer"] == MESA[1]
+
+
+def test_an_explicit_software_backend_is_respected_on_an_nvidia_machine(gl, monkeypatch):
+    render, probes = gl
+    probes.update(osmesa=MESA, nvidia=True)
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    assert render.ensure_backend()["backend"] == "osmesa"
 
 
 def test_the_backend_probe_really_renders():
     from harness.envs import render
 
-    assert render._probe("egl") or render._probe("osmesa")
-    assert render._probe("no-such-backend") is None
+    results = [render._probe("egl"), render._probe("osmesa")]
+    assert any(isinstance(r, tuple) and r[0] and r[1] for r in results), results
+    assert isinstance(render._probe("no-such-backend"), str)
 
 
 def test_toy_reach_state_is_the_same_task_seen_as_positions():

@@ -37,11 +37,12 @@ def dataset_dir(task_id: str, data_dir: Path) -> Path:
 
 
 def comparable(settings: dict) -> dict:
-    """Settings that must match between a dataset and the agent's env (not the GL driver name),
+    """Settings that must match between a dataset and the agent's env (not the GL driver's vendor and name),
     in their JSON form, as the manifest stores them (tuples become lists)."""
     settings = json.loads(json.dumps(settings))
     if isinstance(settings.get("renderer"), dict):
-        settings["renderer"] = {k: v for k, v in settings["renderer"].items() if k != "gl_renderer"}
+        settings["renderer"] = {k: v for k, v in settings["renderer"].items()
+                                if k not in ("gl_renderer", "gl_vendor")}
     return settings
 
 
