@@ -262,3 +262,58 @@ def test_gym_ids_gymnasium_cannot_make_are_user_errors(task, expected):
     with pytest.raises(UserError) as caught:
         task_info(task)
     assert expected in str(caught.value)
+
+
+RENDER_SCRIPT = """
+import hashlib, sys
+from harness.envs.render import FreeCameraRenderer, ensure_backend
+ensure_backend()
+import mujoco
+model = mujoco.MjModel.from_xml_string(
+    '<mujoco><worldbody><light pos="0 0 2"/><geom type="plane" size="1 1 .1"/>'
+    '<body pos="0 0 .3"><freejoint/><geom type="box" size=".1 .1 .1" rgba="1 0 0 1"/></body>'
+    '</worldbody></mujoco>')
+data = mujoco.MjData(model)
+renderers = [FreeCameraRenderer(model, 64, 1.5, 90.0 + 30 * i, -30.0, (0, 0, 0.2))
+             for i in range(int(sys.argv[1]))]
+digests = []
+for step in range(int(sys.argv[2])):
+    mujoco.mj_step(model, data)
+    digests.append([hashlib.sha256(r.render(data).tobytes()).hexdigest()[:12] for r in renderers])
+print(" ".join(digests[-1]))
+for r in renderers:
+    r.close()
+"""
+
+
+def render_digests(backend, renderers, steps, processes=1):
+    """The last frame's digest from each renderer, in each of `processes` started together."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
+    env.pop("HARNESS_GL_RENDERER", None)
+    workers = [subprocess.Popen([sys.executable, "-c", RENDER_SCRIPT, str(renderers), str(steps)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(processes)]
+    outputs = [w.communicate(timeout=120) for w in workers]
+    assert all(w.returncode == 0 for w in workers), [err[-500:] for _, err in outputs]
+    return [out.split() for out, _ in outputs]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["egl", "osmesa"])
+def test_several_renderers_in_one_process_and_several_processes_render_alike(backend):
+    """What docs/cluster.md calls safe on this machine: 3 renderers in one process (each its
+    own GL context, rendering in turn) give the frames that one renderer alone gives, and 4
+    processes rendering at once all finish and agree (cf. google-deepmind/mujoco#3444: 8 EGL
+    processes hanging on one H200)."""
+    from harness.envs import render
+
+    if isinstance(render._probe(backend), str):
+        pytest.skip(f"{backend} does not render on this machine")
+    alone = [render_digests(backend, 1, 100)[0][0]]
+    together = render_digests(backend, 3, 100)[0]
+    assert together[0] == alone[0] and len(set(together)) == 3  # 3 different cameras
+    processes = render_digests(backend, 3, 100, processes=4)
+    assert all(p == together for p in processes)
