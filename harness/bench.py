@@ -123,6 +123,32 @@ def update_bench(name: str, preset: str, calls: int, steps_per_call: int | None 
             "replay_bytes_per_step": replay.nbytes / replay.num_entries}
 
 
+EVAL_COLUMNS = [("algorithm", "algorithm", ""), ("preset", "preset", ""), ("task", "task", ""),
+                ("episodes", "episodes", "d"), ("agent steps/s", "steps_per_s", ".3g"),
+                ("ms per step", "ms_per_step", ".2f")]
+
+
+def eval_bench(name: str, preset: str, task: str, episodes: int) -> dict:
+    """Agent steps/s of the run loop's evaluation (`harness.run.evaluate`: deterministic
+    `act` at batch 1, one environment step and render per agent step) of an untrained agent,
+    after one episode that compiles `act`."""
+    from algorithms.base import get, make_config
+    from harness.envs import make_env
+    from harness.run import evaluate
+
+    env = make_env(task, 100_000)
+    cls = get(name)
+    agent = cls(env.observation_space, env.action_space, make_config(cls, preset), 0,
+                total_updates=10_000)
+    evaluate(env, agent, 1)
+    start = time.perf_counter()
+    evaluate(env, agent, episodes)
+    seconds = time.perf_counter() - start
+    steps = episodes * env.spec_info.episode_steps
+    return {"algorithm": name, "preset": preset, "task": task, "episodes": episodes,
+            "steps_per_s": steps / seconds, "ms_per_step": 1000 * seconds / steps}
+
+
 def report_bench(tasks: int = 10, labels: int = 10, seeds: int = 5) -> dict:
     """Seconds for `python -m harness report` (a fresh process, imports included) on a
     synthetic suite of tasks × labels × seeds finished runs of paper length (500k online env

@@ -257,7 +257,8 @@ def cmd_bench(args) -> int:
 
     for flag, value, most in (("--steps", args.steps, 1_000_000), ("--frames", args.frames, 100_000),
                               ("--update-calls", args.update_calls, 100_000),
-                              ("--steps-per-call", args.steps_per_call, 1000)):
+                              ("--steps-per-call", args.steps_per_call, 1000),
+                              ("--eval-episodes", args.eval_episodes, 1000)):
         if value is not None and not 1 <= value <= most:
             raise UserError(f"{flag} must be in [1, {most}], got {value}.")
     for task in args.tasks:
@@ -304,6 +305,21 @@ def cmd_bench(args) -> int:
         print("SAC `paper` update (K = 1, replay sampling included), ours against its PyTorch twin "
               "sac-torch:")
         print(bench.table(rows, bench.MODEL_FREE_COLUMNS), flush=True)
+    if args.only == "eval":  # not in the default bench: minutes of rendering per algorithm
+        rows = []
+        for name in args.algorithms or implemented():
+            for preset in get(name).Config.PRESETS:
+                if args.presets and preset not in args.presets:
+                    continue
+                for task in args.tasks:
+                    rows.append(bench.eval_bench(name, preset, f"metaworld/{task}",
+                                                 args.eval_episodes))
+                    print(bench.table(rows[-1:], bench.EVAL_COLUMNS), flush=True)
+        if not rows:
+            raise UserError("no algorithm has the presets asked for with --presets")
+        figures["eval"] = rows
+        print("evaluation agent steps/s (act at batch 1, step, render), MetaWorld from pixels:")
+        print(bench.table(rows, bench.EVAL_COLUMNS))
     if args.only in (None, "report"):
         figures["report"] = bench.report_bench()
         r = figures["report"]
@@ -381,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="throughput figures for this machine")
     bench.add_argument("--tasks", nargs="+", default=["door-open"])
     bench.add_argument("--steps", type=int, default=400, help="rendered steps per measurement")
-    bench.add_argument("--only", choices=["render", "updates", "network", "report"],
+    bench.add_argument("--only", choices=["render", "updates", "network", "report", "eval"],
                        help="one part of the bench")
     bench.add_argument("--frames", type=int, default=800,
                        help="network: frames per pass (DreamerV2's batch: 16 x 50 = 800)")
@@ -391,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--presets", nargs="+", help="presets to time (default: all)")
     bench.add_argument("--steps-per-call", type=int,
                        help="override K, the gradient steps per update call, for every algorithm")
+    bench.add_argument("--eval-episodes", type=int, default=3,
+                       help="eval: timed evaluation episodes per algorithm and preset")
     bench.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -59,3 +59,20 @@ def test_the_sac_reference_times_the_pytorch_twin_beside_ours():
     assert [r["framework"].split()[0] for r in rows] == ["jax", "torch"]
     assert "algorithms/sac_torch.py" in rows[1]["framework"]
     assert all(r["batch_size"] == 256 and r["updates_per_s"] > 0 and r["gflops"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_in_quick_mode(tmp_path):
+    """scripts/gpu-check.sh on a machine without an NVIDIA GPU: every step in its quick mode."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["bash", "scripts/gpu-check.sh", "--quick", "--results", str(tmp_path)],
+                         cwd=repo, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    for section in ("== updates/s", "== rendering", "== evaluation", "== MOTO on metaworld"):
+        assert section in out.stdout
+    assert "rendered MetaWorld steps/s (egl" in out.stdout or "(osmesa" in out.stdout
+    assert "agent steps/s" in out.stdout
+    assert "MOTO eval_success by env_steps: 0: " in out.stdout
