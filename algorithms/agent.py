@@ -40,6 +40,15 @@ class JittedAgent(TrainStateMixin):
     def _update_jit(self):
         return jax.jit(self._update_many, donate_argnums=(0,))
 
+    def _act_key(self, explore: bool):
+        """A fresh key for an exploring `act`. A deterministic one draws nothing, so it takes
+        none from the stream: evaluations leave the agent as they found it, and N episodes at
+        batch N act as N at batch 1 (harness.evaluation)."""
+        if not explore:
+            return self._rng  # unused
+        key, self._rng = jax.random.split(self._rng)
+        return key
+
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         key, self._rng = jax.random.split(self._rng)
         self._train, metrics = self._update_jit(self._train, key, {k: batch[k] for k in self.batch_keys})
@@ -67,6 +76,6 @@ class FrameStackAgent(JittedAgent):
         return None
 
     def act(self, obs: np.ndarray, state, explore: bool):
-        key, self._rng = jax.random.split(self._rng)
+        key = self._act_key(explore)
         action = self._act_jit(self._train["params"], obs, key, bool(explore))
         return np.asarray(action), state

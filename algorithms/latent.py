@@ -180,8 +180,10 @@ class LatentAgent(JittedAgent):
         latent, prev_action, is_first = state
         obs_key, action_key = jax.random.split(key)
         embed = self.model.apply(params["model"], obs, method=WorldModel.encode)
+        # Exploring: a posterior sample, as in training. Deterministic: its mode (DreamerV2's
+        # `eval_state_mean` option), so an evaluation draws no random numbers (docs/decisions.md).
         post, _ = self.model.apply(params["model"], latent, prev_action, embed, is_first, obs_key, 0,
-                                   method=WorldModel.obs_step)
+                                   explore, method=WorldModel.obs_step)
         action = self._policy_action(params["actor"], WorldModel.features(post), action_key, explore)
         return action, (post, action, jnp.zeros_like(is_first))
 
@@ -193,6 +195,6 @@ class LatentAgent(JittedAgent):
     def act(self, obs: np.ndarray, state, explore: bool):
         if not hasattr(self, "_act_jit"):
             self._act_jit = jax.jit(self._act, static_argnums=(4,))
-        key, self._rng = jax.random.split(self._rng)
+        key = self._act_key(explore)
         action, state = self._act_jit(self._train, obs, state, key, bool(explore))
         return np.asarray(action), state

@@ -298,6 +298,13 @@ class WorldModel(nn.Module):
             return straight_through_sample(key, stats["logits"])
         return stats["mean"] + stats["std"] * jax.random.normal(key, stats["mean"].shape)
 
+    def _mode(self, stats):
+        """The most likely latent: one-hot of each categorical's argmax, or the Gaussian's mean."""
+        if self.config.latent == "discrete":
+            logits = stats["logits"]
+            return jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=logits.dtype)
+        return stats["mean"]
+
     def initial(self, batch: int) -> dict:
         c = self.config
         state = {"deter": jnp.zeros((batch, c.deter))}
@@ -338,8 +345,9 @@ class WorldModel(nn.Module):
         return {"deter": deter, "stoch": self._sample(key, stats), **stats}
 
     def obs_step(self, state: dict, action: jax.Array, embed: jax.Array, is_first: jax.Array,
-                 key: jax.Array, member) -> tuple[dict, dict]:
-        """(posterior, prior) at one step; the state and action are zeroed at episode starts."""
+                 key: jax.Array, member, sample: bool = True) -> tuple[dict, dict]:
+        """(posterior, prior) at one step; the state and action are zeroed at episode starts.
+        With `sample=False` the posterior's stochastic state is its mode, not a sample."""
         keep = (1.0 - is_first.astype(jnp.float32))
         state = jax.tree.map(lambda x: x * keep.reshape((-1,) + (1,) * (x.ndim - 1)), state)
         action = action * keep[:, None]
@@ -347,7 +355,8 @@ class WorldModel(nn.Module):
         prior = self.img_step(state, action, prior_key, member)
         x = nn.elu(self.post_hidden(jnp.concatenate([prior["deter"], embed], -1)))
         stats = self._stats(self.post_out(x))
-        post = {"deter": prior["deter"], "stoch": self._sample(post_key, stats), **stats}
+        stoch = self._sample(post_key, stats) if sample else self._mode(stats)
+        post = {"deter": prior["deter"], "stoch": stoch, **stats}
         return post, prior
 
     # -- heads -------------------------------------------------------------------------------

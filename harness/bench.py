@@ -124,29 +124,59 @@ def update_bench(name: str, preset: str, calls: int, steps_per_call: int | None 
 
 
 EVAL_COLUMNS = [("algorithm", "algorithm", ""), ("preset", "preset", ""), ("task", "task", ""),
-                ("episodes", "episodes", "d"), ("agent steps/s", "steps_per_s", ".3g"),
-                ("ms per step", "ms_per_step", ".2f")]
+                ("episodes", "episodes", "d"), ("way", "way", ""), ("workers", "workers", "d"),
+                ("agent steps/s", "steps_per_s", ".3g"), ("ms per step", "ms_per_step", ".2f"),
+                ("speed-up", "speed_up", ".2f")]
 
 
-def eval_bench(name: str, preset: str, task: str, episodes: int) -> dict:
-    """Agent steps/s of the run loop's evaluation (`harness.run.evaluate`: deterministic
-    `act` at batch 1, one environment step and render per agent step) of an untrained agent,
-    after one episode that compiles `act`."""
+def eval_bench(name: str, preset: str, task: str, episodes: int, workers: int) -> list[dict]:
+    """Agent steps/s of one evaluation of `episodes` deterministic episodes of an untrained
+    agent, three ways (harness.evaluation): one after another with `act` at batch 1 (the
+    evaluation before issue 26); in lockstep in this process; in lockstep with the
+    environments in `workers` worker processes. Each way first plays a group that compiles
+    `act` and starts its environments; the timings leave that out."""
+    import os
+
     from algorithms.base import get, make_config
+    from harness import evaluation
     from harness.envs import make_env
-    from harness.run import evaluate
 
-    env = make_env(task, 100_000)
+    seed = 100_000
+    env = make_env(task, seed)
     cls = get(name)
     agent = cls(env.observation_space, env.action_space, make_config(cls, preset), 0,
                 total_updates=10_000)
-    evaluate(env, agent, 1)
-    start = time.perf_counter()
-    evaluate(env, agent, episodes)
-    seconds = time.perf_counter() - start
     steps = episodes * env.spec_info.episode_steps
-    return {"algorithm": name, "preset": preset, "task": task, "episodes": episodes,
-            "steps_per_s": steps / seconds, "ms_per_step": 1000 * seconds / steps}
+    rows = []
+
+    def row(way, n_workers, seconds):
+        return {"algorithm": name, "preset": preset, "task": task, "episodes": episodes,
+                "way": way, "workers": n_workers, "steps_per_s": steps / seconds,
+                "ms_per_step": 1000 * seconds / steps,
+                "speed_up": rows[0]["ms_per_step"] / (1000 * seconds / steps) if rows else 1.0}
+
+    evaluation.evaluate_sequential(env, agent, 1)
+    start = time.perf_counter()
+    evaluation.evaluate_sequential(env, agent, episodes)
+    rows.append(row("sequential", 0, time.perf_counter() - start))
+    before = os.environ.get(evaluation.WORKERS_ENV)
+    try:
+        for n_workers in (0, workers) if workers > 1 else (0,):
+            os.environ[evaluation.WORKERS_ENV] = str(n_workers)
+            lockstep = evaluation.LockstepEvaluation(task, seed, episodes)
+            try:
+                lockstep(agent, 0)
+                start = time.perf_counter()
+                lockstep(agent, episodes)
+                rows.append(row("lockstep", lockstep.workers, time.perf_counter() - start))
+            finally:
+                lockstep.close()
+    finally:
+        if before is None:
+            os.environ.pop(evaluation.WORKERS_ENV, None)
+        else:
+            os.environ[evaluation.WORKERS_ENV] = before
+    return rows
 
 
 def report_bench(tasks: int = 10, labels: int = 10, seeds: int = 5) -> dict:

@@ -258,7 +258,9 @@ def cmd_bench(args) -> int:
     for flag, value, most in (("--steps", args.steps, 1_000_000), ("--frames", args.frames, 100_000),
                               ("--update-calls", args.update_calls, 100_000),
                               ("--steps-per-call", args.steps_per_call, 1000),
-                              ("--eval-episodes", args.eval_episodes, 1000)):
+                              ("--eval-episodes", args.eval_episodes, 1000),
+                              ("--eval-workers", None if args.eval_workers in (None, 0)
+                               else args.eval_workers, 256)):
         if value is not None and not 1 <= value <= most:
             raise UserError(f"{flag} must be in [1, {most}], got {value}.")
     for task in args.tasks:
@@ -306,20 +308,28 @@ def cmd_bench(args) -> int:
               "sac-torch:")
         print(bench.table(rows, bench.MODEL_FREE_COLUMNS), flush=True)
     if args.only == "eval":  # not in the default bench: minutes of rendering per algorithm
+        from harness.cores import usable_cores
+
         rows = []
         for name in args.algorithms or implemented():
             for preset in get(name).Config.PRESETS:
                 if args.presets and preset not in args.presets:
                     continue
                 for task in args.tasks:
-                    rows.append(bench.eval_bench(name, preset, f"metaworld/{task}",
-                                                 args.eval_episodes))
-                    print(bench.table(rows[-1:], bench.EVAL_COLUMNS), flush=True)
+                    workers = (len(usable_cores()) if args.eval_workers is None
+                               else args.eval_workers)
+                    new = bench.eval_bench(name, preset, f"metaworld/{task}",
+                                           args.eval_episodes, workers)
+                    print(bench.table(new, bench.EVAL_COLUMNS), flush=True)
+                    rows += new
         if not rows:
             raise UserError("no algorithm has the presets asked for with --presets")
         figures["eval"] = rows
-        print("evaluation agent steps/s (act at batch 1, step, render), MetaWorld from pixels:")
+        print("evaluation agent steps/s (act, step, render), MetaWorld from pixels: one "
+              "episode after another at batch 1, against all of them in lockstep:")
         print(bench.table(rows, bench.EVAL_COLUMNS))
+    if args.only == "run":  # not in the default bench: minutes per family at `paper` size
+        figures["run"] = _bench_run(args, jax.default_backend())
     if args.only in (None, "report"):
         figures["report"] = bench.report_bench()
         r = figures["report"]
@@ -328,6 +338,49 @@ def cmd_bench(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     return 0
+
+
+def _bench_run(args, backend: str) -> dict:
+    from harness import bench, profile
+    from harness.data.store import default_data_dir
+    from harness.envs import task_info
+    from harness.suite import load_suite
+
+    suite = load_suite(args.suite)  # first: a bad suite is refused before minutes of runs
+    names = args.algorithms or list(profile.FAMILIES)
+    unknown = [n for n in names if n not in profile.FAMILY_OF]
+    if unknown:
+        raise UserError(f"bench --only run profiles built-in algorithms ("
+                        f"{', '.join(profile.FAMILY_OF)}), not {', '.join(unknown)}.")
+    preset = (args.presets or ["paper"])[0]
+    # On a CPU, K = 1: compiling K unrolled `paper` updates takes minutes, and the cost per
+    # gradient step does not depend on K at this size (docs/benchmarks.md).
+    k = args.steps_per_call or (1 if backend == "cpu" else None)
+    task = f"metaworld/{args.tasks[0]}"
+    profiles, out = {}, {"profiles": [], "projection": None}
+    spec = suite.runs()[0]
+    units = profile.schedule_units(spec.protocol, spec.checkpoint, task_info(spec.task))
+    for name in names:
+        print(f"profiling {name} ({preset}) on {task}: a short run ...", flush=True)
+        result = profile.profile_run(name, preset, task, k, _or_default(args.data_dir,
+                                                                      default_data_dir))
+        profiles[profile.FAMILY_OF[name]] = result
+        rows = profile.project(result, units)
+        out["profiles"].append({**result, "projection": rows})
+        print(f"{name} ({preset}, K = {result['steps_per_call']}): one run of {suite.name}'s "
+              f"schedule ({spec.protocol.offline_steps} offline updates, "
+              f"{units['online_update']} online, {units['collection.act']} agent steps "
+              f"collected, {units['evaluation'] // task_info(spec.task).episode_steps + spec.protocol.eval_episodes} "
+              "evaluation episodes):")
+        print(bench.table(rows, profile.PROJECTION_COLUMNS))
+        print(f"  total: {sum(r['hours'] for r in rows):.1f} h per run", flush=True)
+    projection = profile.suite_projection(suite, profiles, backend)
+    out["projection"] = projection
+    device = "CPU" if backend == "cpu" else "GPU"
+    print(f"suite {suite.name}: {projection['runs']} runs, {projection['device_hours']:,.0f} "
+          f"{device}-hours; hours per run: " + ", ".join(
+              f"{label} {hours:.1f}" for label, hours in projection["hours_per_run"].items()))
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -397,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="throughput figures for this machine")
     bench.add_argument("--tasks", nargs="+", default=["door-open"])
     bench.add_argument("--steps", type=int, default=400, help="rendered steps per measurement")
-    bench.add_argument("--only", choices=["render", "updates", "network", "report", "eval"],
+    bench.add_argument("--only", choices=["render", "updates", "network", "report", "eval", "run"],
                        help="one part of the bench")
     bench.add_argument("--frames", type=int, default=800,
                        help="network: frames per pass (DreamerV2's batch: 16 x 50 = 800)")
@@ -407,8 +460,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--presets", nargs="+", help="presets to time (default: all)")
     bench.add_argument("--steps-per-call", type=int,
                        help="override K, the gradient steps per update call, for every algorithm")
-    bench.add_argument("--eval-episodes", type=int, default=3,
-                       help="eval: timed evaluation episodes per algorithm and preset")
+    bench.add_argument("--eval-episodes", type=int, default=10,
+                       help="eval: episodes per timed evaluation (the paper's: 10)")
+    bench.add_argument("--eval-workers", type=int, default=None,
+                       help="eval: worker processes for the lockstep evaluation's environments "
+                            "(default: one per usable core; 0 or 1: lockstep in-process only)")
+    bench.add_argument("--suite", default="metaworld10",
+                       help="run: the suite whose schedule the profile is projected to "
+                            "(default: suites/metaworld10.yaml)")
+    bench.add_argument("--data-dir", help="run: where the offline datasets are (default: "
+                                          "the harness's data directory)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(func=cmd_bench)
     return parser

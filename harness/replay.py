@@ -46,9 +46,15 @@ class EpisodeReplay:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self._obs, self._action, self._reward, self._is_first, self._is_terminal,
-                  self._episode_success, self._episode_start)
-        return sum(a[: self._size].nbytes for a in arrays)
+        return sum(getattr(self, name)[: self._size].nbytes for name in self._ARRAYS)
+
+    @property
+    def allocated_bytes(self) -> int:
+        """What the arrays hold room for (capacity doubles as episodes come)."""
+        return sum(getattr(self, name).nbytes for name in self._ARRAYS)
+
+    _ARRAYS = ("_obs", "_action", "_reward", "_is_first", "_is_terminal", "_episode_success",
+               "_episode_start")
 
     def _grow(self, needed: int) -> None:
         capacity = len(self._reward)
@@ -56,8 +62,7 @@ class EpisodeReplay:
             return
         while capacity < needed:
             capacity *= 2
-        for name in ("_obs", "_action", "_reward", "_is_first", "_is_terminal",
-                     "_episode_success", "_episode_start"):
+        for name in self._ARRAYS:
             old = getattr(self, name)
             new = np.zeros((capacity, *old.shape[1:]), old.dtype)
             new[: self._size] = old[: self._size]

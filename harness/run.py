@@ -40,13 +40,15 @@ import yaml
 
 from harness import checkpoint, faults
 from harness.data.collect import load_dataset, rollout
-from harness.data.format import episode_return, episode_success, most_targets_done, summarize
+from harness.data.format import summarize
 from harness.envs import make_env
+from harness.evaluation import AgentPolicy, LockstepEvaluation, summary
 from harness.log import CsvLog
 from harness.replay import EpisodeReplay
 from harness.results import (HEARTBEAT_S, LinkedRunPath, RunBusy, RunDirectoryGone, RunLock,
                              StatusFile, identity, process_alive, read_status, refuse_links)
 from harness.suite import RunSpec
+from harness.timings import Timings
 
 EVAL_SEED_OFFSET = 100_000
 METRICS_COLUMNS = ["phase", "grad_steps", "env_steps", "episodes", "eval_success",
@@ -85,43 +87,6 @@ class StopRequest:
             self.reason, self.requeue = reason, requeue
 
 
-class AgentPolicy:
-    """Adapts `Algorithm.act` to `rollout`: keeps the frame stack and the recurrent state."""
-
-    def __init__(self, agent, explore: bool):
-        self.agent, self.explore = agent, explore
-        self.frame_stack = getattr(agent.batch_spec, "frame_stack", None)
-        self.frames: list[np.ndarray] = []
-        self.state = None
-
-    def __call__(self, obs: np.ndarray, is_first: bool) -> np.ndarray:
-        if self.explore:
-            faults.point("env-step")
-        if is_first:
-            self.state = self.agent.initial_state(1)
-            self.frames = [obs] * (self.frame_stack or 1)
-        else:
-            self.frames = self.frames[1:] + [obs]
-        batch = np.stack(self.frames)[None] if self.frame_stack else obs[None]
-        action, self.state = self.agent.act(batch, self.state, self.explore)
-        return action[0]
-
-
-def evaluate(env, agent, episodes: int) -> dict:
-    """Deterministic-policy episodes; success = success reached at any step. For tasks with
-    several targets, `eval_objects` = the mean over episodes of the most targets done at once,
-    and `eval_success_any` = the fraction of episodes with a return above 0 (some target done)."""
-    policy = AgentPolicy(agent, explore=False)
-    results = [rollout(env, policy) for _ in range(episodes)]
-    row = {"eval_success": float(np.mean([episode_success(e) for e in results])),
-           "eval_return": float(np.mean([episode_return(e) for e in results])),
-           "eval_episodes": episodes}
-    if all("targets_done" in e for e in results):
-        row["eval_objects"] = float(np.mean([most_targets_done(e) for e in results]))
-        row["eval_success_any"] = float(np.mean([episode_return(e) > 0 for e in results]))
-    return row
-
-
 def _versions() -> dict:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -152,10 +117,14 @@ class _Run:
         self.phase, self.eval_due = "offline", False
         self._bars: dict = {}
         self._compiled = False  # the first update call of this process compiles
+        self.timings = Timings()
+        self._evaluated = False  # the first evaluation of this process starts its environments
 
         self.env = make_env(spec.task, spec.seed)
-        self.eval_env = make_env(spec.task, EVAL_SEED_OFFSET + spec.seed)
         self.info = self.env.spec_info
+        self.evaluation = LockstepEvaluation(spec.task, EVAL_SEED_OFFSET + spec.seed,
+                                             self.protocol.eval_episodes)
+        self.eval_episode_index = 0  # the evaluation environment's next episode
         algo_cls = get(spec.algorithm.name)
         config = make_config(algo_cls, spec.algorithm.preset, spec.algorithm.overrides)
         self.status("running", message="loading the offline dataset")
@@ -201,9 +170,9 @@ class _Run:
                 "episodes": self.episodes, "eval_due": self.eval_due,
                 "sample_rng": self.sample_rng.bit_generator.state,
                 "env_episode_index": self.env.episode_index,
-                "eval_env_episode_index": self.eval_env.episode_index,
+                "eval_env_episode_index": self.eval_episode_index,
                 "metrics_rows": self.metrics.rows, "train_rows": self.train_log.rows,
-                "wall_time": time.perf_counter() - self.start}
+                "wall_time": time.perf_counter() - self.start, "timings": self.timings.as_dict()}
 
     def _restore(self, state: dict) -> None:
         self.agent.load_state_dict(state["agent"])
@@ -212,7 +181,7 @@ class _Run:
         self.episodes = state["episodes"]
         self.sample_rng.bit_generator.state = state["sample_rng"]
         self.env.episode_index = state["env_episode_index"]
-        self.eval_env.episode_index = state["eval_env_episode_index"]
+        self.eval_episode_index = state["eval_env_episode_index"]
         try:
             episodes = checkpoint.load_episodes(self.run_dir, self.episodes)
         except checkpoint.UnusableCheckpoint as err:  # a damaged online episode: start over
@@ -223,13 +192,15 @@ class _Run:
                               keep_rows=state["metrics_rows"])
         self.train_log = CsvLog(self.run_dir / "train.csv", keep_rows=state["train_rows"])
         self.start = time.perf_counter() - state["wall_time"]
+        self.timings = Timings(state.get("timings"))  # older checkpoints have none
         self._log(f"resumed from its checkpoint: {self.phase}, grad_steps={self.grad_steps}, "
                   f"episodes={self.episodes}")
 
     def checkpoint(self) -> None:
         self.status("running", message="writing a checkpoint")
-        checkpoint.save(self.run_dir, self._state(),
-                        checkpoint.agent_leaves(self.agent.state_dict()))
+        with self.timings("checkpoint"):
+            checkpoint.save(self.run_dir, self._state(),
+                            checkpoint.agent_leaves(self.agent.state_dict()))
         self._last_checkpoint = time.monotonic()
         self._checkpointed_episodes = self.episodes
         self.status("running")
@@ -280,10 +251,11 @@ class _Run:
 
     def status(self, state: str, **fields) -> None:
         p = self.protocol
-        self.status_file.set(state, progress={
-            "phase": self.phase, "grad_steps": self.grad_steps, "offline_steps": p.offline_steps,
-            "env_steps": self.env_steps, "online_env_steps": p.online_env_steps,
-            "episodes": self.episodes}, **fields)
+        progress = {"phase": self.phase, "grad_steps": self.grad_steps,
+                    "offline_steps": p.offline_steps, "env_steps": self.env_steps,
+                    "online_env_steps": p.online_env_steps, "episodes": self.episodes}
+        with self.timings("logs"):
+            self.status_file.set(state, progress=progress, **fields)
 
     def _bar(self, name: str, total: int, initial: int, unit: str):
         """A progress bar on a terminal; in a log file, the per-evaluation lines instead."""
@@ -301,10 +273,13 @@ class _Run:
     def _update_call(self, until: int) -> None:
         """One jitted update call: K = min(steps_per_call, until - grad_steps) gradient steps."""
         k = min(self.agent.batch_spec.steps_per_call, until - self.grad_steps)
-        batch = self.replay.sample(self.sample_rng, self.agent.batch_spec, k)
+        with self.timings("replay_sampling", k):
+            batch = self.replay.sample(self.sample_rng, self.agent.batch_spec, k)
         if not self._compiled:
             self.status("running", message="compiling the update, or loading it from the cache")
-        result = self.agent.update(batch)
+        with (self.timings(f"{self.phase}_update", k) if self._compiled
+              else self.timings("first_update_call")):
+            result = self.agent.update(batch)
         if not self._compiled:
             self._compiled = True
             self.status("running")
@@ -325,27 +300,47 @@ class _Run:
         last_time, last_steps = self._last_log
         rate = (self.grad_steps - last_steps) / max(now - last_time, 1e-9)
         self._last_log = (now, self.grad_steps)
-        self.train_log.write({"phase": self.phase, "grad_steps": self.grad_steps,
-                              "env_steps": self.env_steps, "episodes": self.episodes, **result,
-                              "updates_per_second": rate, "wall_time": now - self.start})
+        with self.timings("logs"):
+            self.train_log.write({"phase": self.phase, "grad_steps": self.grad_steps,
+                                  "env_steps": self.env_steps, "episodes": self.episodes, **result,
+                                  "updates_per_second": rate, "wall_time": now - self.start})
         self.status("running")
 
     def _metrics_columns(self) -> list[str]:
         return MULTI_TARGET_COLUMNS if self.info.bc_targets is not None else METRICS_COLUMNS
 
     def evaluate(self) -> None:
-        row = evaluate(self.eval_env, self.agent, self.protocol.eval_episodes)
-        self.metrics.write({"phase": self.phase, "grad_steps": self.grad_steps,
-                            "env_steps": self.env_steps, "episodes": self.episodes, **row,
-                            "wall_time": time.perf_counter() - self.start})
+        self.status("running", message="evaluating")
+        start = time.perf_counter()
+        episodes = self.evaluation(self.agent, self.eval_episode_index)
+        part = "evaluation" if self._evaluated else "first_evaluation"  # which starts the envs
+        self._evaluated = True
+        self.timings.add(part, time.perf_counter() - start,
+                         sum(len(e["action"]) - 1 for e in episodes))
+        row = summary(episodes)
+        self.eval_episode_index += self.protocol.eval_episodes
+        with self.timings("logs"):
+            self.metrics.write({"phase": self.phase, "grad_steps": self.grad_steps,
+                                "env_steps": self.env_steps, "episodes": self.episodes, **row,
+                                "wall_time": time.perf_counter() - self.start})
         self.status("running", last_eval=row)
         if not sys.stderr.isatty():  # logs get a line per evaluation
             self._log(f"{self.phase} grad_steps={self.grad_steps} env_steps={self.env_steps} "
                       f"success={row['eval_success']:.2f} return={row['eval_return']:.1f}")
 
     def _collect_episode(self) -> None:
-        episode = rollout(self.env, AgentPolicy(self.agent, explore=True))
-        checkpoint.save_episode(self.run_dir, self.episodes, episode)
+        policy, rendered = AgentPolicy(self.agent, explore=True), self._render_seconds()
+        start = time.perf_counter()
+        episode = rollout(self.env, policy)
+        seconds, agent_steps = time.perf_counter() - start, len(episode["action"]) - 1
+        render = self._render_seconds() - rendered
+        self.timings.add("collection", seconds, agent_steps)
+        self.timings.add("collection.act", policy.act_seconds, agent_steps)
+        self.timings.add("collection.render", render, agent_steps)
+        self.timings.add("collection.physics_and_rest", seconds - policy.act_seconds - render,
+                         agent_steps)
+        with self.timings("episode_file"):
+            checkpoint.save_episode(self.run_dir, self.episodes, episode)
         self.replay.add_episode(episode)
         steps = (len(episode["obs"]) - 1) * self.info.action_repeat
         self._bar("online", self.protocol.online_env_steps, self.env_steps, "step").update(steps)
@@ -353,6 +348,24 @@ class _Run:
         self.episodes += 1
         self.eval_due = (self.episodes % self.protocol.eval_every_episodes == 0
                          or self.env_steps >= self.protocol.online_env_steps)
+
+    def memory(self) -> dict:
+        """Peak resident memory of this process and of its evaluation workers (each), and the
+        replay's bytes: what `harness.memory` estimates from."""
+        import resource
+
+        def mb(kilobytes):  # Linux counts ru_maxrss in KiB
+            return round(kilobytes / 1024, 1)
+
+        return {"peak_rss_mb": mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+                "eval_worker_peak_rss_mb": mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
+                "eval_workers": self.evaluation.workers,
+                "replay_entries": self.replay.num_entries,
+                "replay_bytes": self.replay.nbytes,
+                "replay_allocated_bytes": self.replay.allocated_bytes}
+
+    def _render_seconds(self) -> float:
+        return getattr(self.env, "render_seconds", 0.0)
 
     def __call__(self) -> None:
         p = self.protocol
@@ -382,7 +395,8 @@ class _Run:
             if hasattr(self, log):
                 getattr(self, log).close()
         self.env.close()
-        self.eval_env.close()
+        if hasattr(self, "evaluation"):
+            self.evaluation.close()
 
 
 def _plain(value):
@@ -503,7 +517,8 @@ def _execute_locked(spec: RunSpec, run_dir: Path, data_dir: Path, show_progress:
             _set_aside_previous_attempt(run_dir)
             run = _Run(spec, run_dir, data_dir, status, stop, None, show_progress)
         run()
-        run.status("finished", wall_time=time.perf_counter() - run.start)
+        run.status("finished", wall_time=time.perf_counter() - run.start,
+                   timings=run.timings.as_dict(), memory=run.memory())
         if not spec.checkpoint.keep:
             shutil.rmtree(checkpoint.directory(run_dir), ignore_errors=True)
         return "finished"

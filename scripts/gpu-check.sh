@@ -26,7 +26,7 @@ if [ "$quick" = 1 ]; then
   .venv/bin/python -c "import harness, torch" 2>/dev/null || scripts/setup.sh torch
   updates=(--presets debug --algorithms bc moto --update-calls 1)
   render=(--steps 50)
-  evaluation=(--presets debug --algorithms sac --eval-episodes 1)
+  evaluation=(--presets debug --algorithms sac --eval-episodes 2 --eval-workers 2)
   learning=(--set "algorithms=[{name: moto, preset: debug}]" --set protocol.offline_steps=20
             --set protocol.online_env_steps=800 --set protocol.updates_per_episode=4
             --set protocol.eval_episodes=2 --set protocol.eval_every_episodes=1
@@ -37,7 +37,7 @@ else
   nvidia-smi -L
   updates=(--presets paper --update-calls 5)
   render=(--steps 2000)
-  evaluation=(--presets paper --algorithms moto sac --eval-episodes 3)
+  evaluation=(--presets paper --algorithms moto sac --eval-episodes 10)
   learning=()
 fi
 py=.venv/bin/python

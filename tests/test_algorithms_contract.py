@@ -103,3 +103,23 @@ def test_initial_state_starts_a_fresh_episode(name):
     agent.load_state_dict(saved)
     again, _ = agent.act(obs[0], agent.initial_state(1), explore=False)
     np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", implemented())
+def test_deterministic_act_draws_nothing_and_acts_on_each_row_alone(name):
+    """What lockstep evaluation relies on (harness.evaluation): a deterministic `act` leaves
+    the agent's state (its RNG included) as it was, and row i of a batch of N gets the action
+    it gets alone, up to float rounding (XLA's matmul at batch N rounds differently)."""
+    agent = build(name, VECTOR)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=act_input(agent, VECTOR, 3).shape).astype(np.float32)
+    before = agent.state_dict()
+    batched, state = agent.act(obs, agent.initial_state(3), explore=False)
+    batched_next, _ = agent.act(obs[::-1].copy(), state, explore=False)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(agent.state_dict())):
+        np.testing.assert_array_equal(a, b)
+    for i in range(3):
+        alone, state_i = agent.act(obs[i:i + 1], agent.initial_state(1), explore=False)
+        np.testing.assert_allclose(alone[0], batched[i], rtol=1e-5, atol=1e-6)
+        alone_next, _ = agent.act(obs[::-1][i:i + 1].copy(), state_i, explore=False)
+        np.testing.assert_allclose(alone_next[0], batched_next[i], rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import pytest
 from harness.data import format as fmt
 from harness.data.collect import rollout
 from harness.envs import kitchen, make_env, task_info
-from harness.run import evaluate
+from harness.evaluation import evaluate
 
 
 @pytest.fixture(scope="module")

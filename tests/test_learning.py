@@ -65,7 +65,7 @@ from algorithms.base import get, make_config
 from harness.data.collect import load_dataset, rollout
 from harness.envs import make_env
 from harness.replay import EpisodeReplay
-from harness.run import AgentPolicy, evaluate
+from harness.evaluation import AgentPolicy, LockstepEvaluation, summary
 
 BC_THRESHOLD = 0.2
 MOTO_THRESHOLD = 0.5
@@ -85,12 +85,12 @@ LATENT_BUFFER_AGENT = {"batch_size": 16, "sequence_length": 16, "actor_units": 6
 def train(task, algorithm, overrides, data_dir, offline_updates, online_episodes=0,
           updates_per_episode=0):
     """Offline updates on 50 demonstrations, then online episodes; (untrained, trained) success."""
-    env, eval_env = make_env(task, 0), make_env(task, 100_000)
+    env, evaluate = make_env(task, 0), LockstepEvaluation(task, 100_000, 20)
     dataset, _ = load_dataset(task, 50, data_dir, env.settings())
     cls = get(algorithm)
     agent = cls(env.observation_space, env.action_space, make_config(cls, "debug", overrides),
                 seed=0, total_updates=offline_updates + online_episodes * updates_per_episode)
-    untrained = evaluate(eval_env, agent, 20)["eval_success"]
+    untrained = summary(evaluate(agent, 0))["eval_success"]
     space = env.observation_space
     replay = EpisodeReplay(space.shape, space.dtype, env.action_space.shape[0])
     for episode in dataset:
@@ -103,7 +103,7 @@ def train(task, algorithm, overrides, data_dir, offline_updates, online_episodes
         replay.add_episode(rollout(env, AgentPolicy(agent, explore=True)))
         for _ in range(updates_per_episode // k):
             agent.update(replay.sample(rng, agent.batch_spec, k))
-    return untrained, evaluate(eval_env, agent, 20)["eval_success"]
+    return untrained, summary(evaluate(agent, 20))["eval_success"]
 
 
 @pytest.mark.slow
@@ -117,7 +117,7 @@ def train_on_door_open_states(algorithm, data_dir, updates):
     """`cpu` preset, offline on `metaworld-state/door-open`'s 10 scripted demonstrations, in
     calls of 10 updates; (untrained, trained) success over 10 evaluation episodes."""
     task = "metaworld-state/door-open"
-    env, eval_env = make_env(task, 0), make_env(task, 100_000)
+    env, evaluate = make_env(task, 0), LockstepEvaluation(task, 100_000, 10)
     dataset, _ = load_dataset(task, 10, data_dir, env.settings())
     cls = get(algorithm)
     agent = cls(env.observation_space, env.action_space,
@@ -125,11 +125,11 @@ def train_on_door_open_states(algorithm, data_dir, updates):
     replay = EpisodeReplay(env.observation_space.shape, env.observation_space.dtype, 4)
     for episode in dataset:
         replay.add_episode(episode, offline=True)
-    untrained = evaluate(eval_env, agent, 10)["eval_success"]
+    untrained = summary(evaluate(agent, 0))["eval_success"]
     rng = np.random.default_rng(0)
     for _ in range(updates // 10):
         agent.update(replay.sample(rng, agent.batch_spec, 10))
-    return untrained, evaluate(eval_env, agent, 10)["eval_success"]
+    return untrained, summary(evaluate(agent, 10))["eval_success"]
 
 
 @pytest.mark.slow

@@ -30,37 +30,50 @@ DATA_SEED = 1_000_003
 MAX_ATTEMPTS_PER_DEMO = 3
 
 
+class EpisodeRecorder:
+    """Builds one episode in the episode format, step by step (for `rollout`, and for the
+    lockstep evaluation in `harness.evaluation`, which records N at once)."""
+
+    def __init__(self, obs: np.ndarray, info: dict, action_shape: tuple):
+        self.steps = {"obs": [obs], "action": [np.zeros(action_shape, np.float32)],
+                      "reward": [0.0], "success": [info["success"]], "is_terminal": [False]}
+        self.targets = [info["targets_done"]] if "targets_done" in info else None
+
+    def add(self, action, obs, reward, terminated: bool, info: dict) -> None:
+        for key, value in (("obs", obs), ("action", action), ("reward", reward),
+                           ("success", info["success"]), ("is_terminal", terminated)):
+            self.steps[key].append(value)
+        if self.targets is not None:
+            self.targets.append(info["targets_done"])
+
+    def episode(self) -> dict:
+        steps, n = self.steps, len(self.steps["obs"])
+        episode = {
+            "obs": np.stack(steps["obs"]),
+            "action": np.stack(steps["action"]).astype(np.float32),
+            "reward": np.asarray(steps["reward"], np.float32),
+            "success": np.asarray(steps["success"], bool),
+            "is_first": np.arange(n) == 0,
+            "is_last": np.arange(n) == n - 1,
+            "is_terminal": np.asarray(steps["is_terminal"], bool),
+        }
+        if self.targets is not None:
+            episode["targets_done"] = np.asarray(self.targets, bool)
+        return episode
+
+
 def rollout(env, policy: Callable[[np.ndarray, bool], np.ndarray]) -> dict:
     """One episode of `env` under `policy(obs, is_first) -> action`, in the episode format."""
     obs, info = env.reset()
-    steps = {"obs": [obs], "action": [np.zeros(env.action_space.shape, np.float32)],
-             "reward": [0.0], "success": [info["success"]], "is_terminal": [False]}
-    targets = [info["targets_done"]] if "targets_done" in info else None
+    recorder = EpisodeRecorder(obs, info, env.action_space.shape)
     is_first = True
     while True:
         action = np.asarray(policy(obs, is_first), np.float32)
         is_first = False
         obs, reward, terminated, truncated, info = env.step(action)
-        for key, value in (("obs", obs), ("action", action), ("reward", reward),
-                           ("success", info["success"]), ("is_terminal", terminated)):
-            steps[key].append(value)
-        if targets is not None:
-            targets.append(info["targets_done"])
+        recorder.add(action, obs, reward, terminated, info)
         if terminated or truncated:
-            break
-    n = len(steps["obs"])
-    episode = {
-        "obs": np.stack(steps["obs"]),
-        "action": np.stack(steps["action"]).astype(np.float32),
-        "reward": np.asarray(steps["reward"], np.float32),
-        "success": np.asarray(steps["success"], bool),
-        "is_first": np.arange(n) == 0,
-        "is_last": np.arange(n) == n - 1,
-        "is_terminal": np.asarray(steps["is_terminal"], bool),
-    }
-    if targets is not None:
-        episode["targets_done"] = np.asarray(targets, bool)
-    return episode
+            return recorder.episode()
 
 
 def _demonstrator(env):

@@ -145,6 +145,11 @@ class KitchenPixels:
         # The robot's next position target is read from the last observation it made: refresh it.
         self._sim.robot_env._get_obs()
 
+    @property
+    def render_seconds(self) -> float:
+        """Seconds this env has spent rendering observations (harness.timings)."""
+        return self._renderer.seconds if self._renderer is not None else 0.0
+
     def close(self):
         self._renderer.close()
         self._sim.close()

@@ -142,6 +142,11 @@ class MetaWorldPixels:
             action = self._policy.get_action(self._state)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
+    @property
+    def render_seconds(self) -> float:
+        """Seconds this env has spent rendering observations (harness.timings)."""
+        return self._renderer.seconds if self._renderer is not None else 0.0
+
     def close(self):
         if self._renderer is not None:
             self._renderer.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from harness.errors import UserError
 
@@ -131,10 +132,14 @@ class FreeCameraRenderer:
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         self.camera.distance, self.camera.azimuth, self.camera.elevation = distance, azimuth, elevation
         self.camera.lookat[:] = lookat
+        self.seconds = 0.0  # spent rendering, for the run's timings (harness.timings)
 
     def render(self, data):
+        start = time.perf_counter()
         self._renderer.update_scene(data, self.camera)  # keeps the scene flags set above
-        return self._renderer.render()
+        frame = self._renderer.render()
+        self.seconds += time.perf_counter() - start
+        return frame
 
     def close(self):
         if self._renderer is not None:
