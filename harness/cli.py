@@ -360,20 +360,25 @@ def _bench_run(args, backend: str) -> dict:
     profiles, out = {}, {"profiles": [], "projection": None}
     spec = suite.runs()[0]
     units = profile.schedule_units(spec.protocol, spec.checkpoint, task_info(spec.task))
+    steps = task_info(spec.task).episode_steps
     for name in names:
         print(f"profiling {name} ({preset}) on {task}: a short run ...", flush=True)
-        result = profile.profile_run(name, preset, task, k, _or_default(args.data_dir,
-                                                                      default_data_dir))
+        result = profile.profile_in_fresh_process(name, preset, task, k, _or_default(
+            args.data_dir, default_data_dir))
         profiles[profile.FAMILY_OF[name]] = result
         rows = profile.project(result, units)
         out["profiles"].append({**result, "projection": rows})
         print(f"{name} ({preset}, K = {result['steps_per_call']}): one run of {suite.name}'s "
               f"schedule ({spec.protocol.offline_steps} offline updates, "
-              f"{units['online_update']} online, {units['collection.act']} agent steps "
-              f"collected, {units['evaluation'] // task_info(spec.task).episode_steps + spec.protocol.eval_episodes} "
+              f"{units['online_update']} online, {units['collection.act'] + steps} agent steps "
+              f"collected, {units['evaluation'] // steps + spec.protocol.eval_episodes} "
               "evaluation episodes):")
         print(bench.table(rows, profile.PROJECTION_COLUMNS))
         print(f"  total: {sum(r['hours'] for r in rows):.1f} h per run", flush=True)
+        m = result["memory"]
+        print(f"  peak RSS {m['peak_rss_mb']:,.0f} MiB (the replay's arrays "
+              f"{m['replay_allocated_bytes'] / 2**20:,.0f} MiB); {m['eval_workers']} evaluation "
+              f"workers, the largest {m['eval_worker_peak_rss_mb']:,.0f} MiB", flush=True)
     projection = profile.suite_projection(suite, profiles, backend)
     out["projection"] = projection
     device = "CPU" if backend == "cpu" else "GPU"

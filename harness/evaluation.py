@@ -36,6 +36,7 @@ from harness.data.collect import EpisodeRecorder, rollout
 from harness.data.format import episode_return, episode_success, most_targets_done
 from harness.envs import make_env, task_info
 from harness.errors import UserError
+from harness.memory import peak_rss_mb
 
 WORKERS_ENV = "MOTO_HARNESS_EVAL_WORKERS"
 MAX_LOCKSTEP = 32  # more evaluation episodes than this run in lockstep groups of this many
@@ -144,7 +145,8 @@ def _serve(fd: int) -> None:
         if command == "close":
             break
         try:
-            answer = ("ok", getattr(envs, command)(*args))
+            answer = ("ok", peak_rss_mb() if command == "peak_rss_mb"
+                      else getattr(envs, command)(*args))
         except BaseException:
             answer = ("error", traceback.format_exc())
         try:
@@ -171,6 +173,9 @@ class WorkerEnvs:
         root = str(Path(__file__).resolve().parent.parent)  # where `harness` imports from
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        # Each worker is one core's share: Mesa's software renderer, which starts a thread per
+        # core by default, renders a 64x64 frame no faster with more (docs/benchmarks.md).
+        env.setdefault("LP_NUM_THREADS", "1")
         self.conns, self.processes = [], []
         for share in self.shares:
             ours, theirs = socket.socketpair()
@@ -198,16 +203,20 @@ class WorkerEnvs:
             raise RuntimeError(f"an evaluation worker failed:\n{value}")
         return value
 
-    def _all(self, command: str, per_worker_args: list[tuple]) -> list:
+    def _each(self, command: str, per_worker_args: list[tuple]) -> list:
+        """Each worker's answer to `command`, asked of all of them at once."""
         for conn, process, args in zip(self.conns, self.processes, per_worker_args):
             try:
                 conn.send((command, args))
             except OSError:
                 raise _died(process) from None
-        out = []
-        for conn, process in zip(self.conns, self.processes):
-            out.extend(self._answer(conn, process))
-        return out
+        return [self._answer(conn, process) for conn, process in zip(self.conns, self.processes)]
+
+    def _all(self, command: str, per_worker_args: list[tuple]) -> list:
+        return [item for answer in self._each(command, per_worker_args) for item in answer]
+
+    def peak_rss_mb(self) -> list[float]:
+        return self._each("peak_rss_mb", [()] * len(self.conns))
 
     def _split(self, array: np.ndarray) -> list[np.ndarray]:
         return np.split(array, np.cumsum(self.shares)[:-1])
@@ -234,10 +243,11 @@ class WorkerEnvs:
                 process.wait()
 
 
-def eval_workers(task: str, episodes: int) -> int:
+def eval_workers(task: str, episodes: int, cores: int | None = None) -> int:
     """How many worker processes an evaluation of `episodes` steps its environments in: one
-    per usable core for a simulator rendering pixels, none for state vectors or the toy task
-    (their steps cost less than the pipe), and never just one."""
+    per core (`cores`, else the cores this process may use) for a simulator rendering pixels,
+    none for state vectors or the toy task (their steps cost less than the pipe), and never
+    just one."""
     if WORKERS_ENV in os.environ:
         value = os.environ[WORKERS_ENV]
         if not value.isdigit():
@@ -246,7 +256,8 @@ def eval_workers(task: str, episodes: int) -> int:
         workers = int(value)
     else:
         info = task_info(task)
-        workers = len(usable_cores()) if info.pixels and info.family != "toy" else 0
+        cores = len(usable_cores()) if cores is None else cores
+        workers = cores if info.pixels and info.family != "toy" else 0
     return min(workers, episodes) if workers > 1 else 0
 
 
@@ -302,6 +313,12 @@ class LockstepEvaluation:
             if frame_stack:
                 stacked = np.concatenate([stacked[:, 1:], obs[:, None]], 1)
         return [recorder.episode() for recorder in recorders]
+
+    def worker_peak_rss_mb(self) -> float:
+        """The largest peak RSS of the worker processes so far (0 without workers)."""
+        if not self.workers or self._envs is None:
+            return 0.0
+        return max(self._envs.peak_rss_mb())
 
     def close(self) -> None:
         if self._envs is not None:

@@ -157,6 +157,23 @@ def prepare_datasets(runs, data_dir: Path, generate: bool = True) -> None:
                            f"  dataset {task}: {done}/{total} episodes", flush=True))
 
 
+def memory_short(todo) -> list[tuple]:
+    """(spec, estimate) of each run whose `resources.memory_gb` is below its estimated peak
+    memory (harness.memory; GPU runs have no estimate)."""
+    from harness.memory import estimate
+
+    estimates = {}
+    short = []
+    for spec in todo:
+        key = (spec.task, spec.algorithm.name, spec.protocol, spec.resources.cpus,
+               spec.resources.gpus)
+        if key not in estimates:
+            estimates[key] = estimate(spec)
+        if estimates[key] and estimates[key]["total_gb"] > spec.resources.memory_gb:
+            short.append((spec, estimates[key]))
+    return short
+
+
 def launch(runs, results: Path, data_dir: Path, executor: str = "local",
            max_parallel: int | None = None, wait: bool = False, dry_run: bool = False,
            retry_failed: bool = False) -> int:
@@ -173,7 +190,20 @@ def launch(runs, results: Path, data_dir: Path, executor: str = "local",
         else:
             print(f"  skipped, running in another process (host {status.get('host')}, pid "
                   f"{status.get('pid')}): {spec.run_id}")
+    short = memory_short(p.todo)
+    if short and executor == "slurm":
+        spec, needed = short[0]
+        raise UserError(
+            f"{len(short)} runs ask SLURM for less memory than they are estimated to need, e.g. "
+            f"{spec.run_id}: resources.memory_gb is {spec.resources.memory_gb:g}, the estimate "
+            f"{needed['total_gb']:g} GB (the process {needed['process_mb']:.0f} MiB, the replay "
+            f"{needed['replay_mb']:.0f} MiB, the evaluation's environments "
+            f"{needed['evaluation_mb']:.0f} MiB; harness/memory.py). A job over its --mem is "
+            "killed. Raise memory_gb in the suite's resources (for all runs, or per algorithm).")
     if dry_run:
+        for spec, needed in short[:3]:
+            print(f"  note: {spec.run_id} is estimated to need {needed['total_gb']:g} GB, more "
+                  f"than its resources.memory_gb ({spec.resources.memory_gb:g})")
         prepare_datasets(p.todo, data_dir, generate=False)  # refuses mismatched datasets
         todo = {spec.run_id for spec in p.todo}
         lines = [f"  {spec.run_id}{'' if spec.run_id in todo else '  (skipped)'}" for spec in runs]

@@ -1,23 +1,27 @@
 """`bench --only run`: where a paper run's time goes, and what a whole suite would cost.
 
 One short real run per algorithm family (`harness.run.execute`, the loop every run uses, on
-`metaworld/door-open` from pixels at the `paper` preset) records its timings
-(`harness.timings`): 2 offline update calls, 2 online episodes of 1 update call each, the
-paper's 10-episode evaluations after the offline phase and after the online episodes, a
-checkpoint after every episode. Their cost per unit (per gradient step, agent step,
-checkpoint) times the units a suite's schedule asks for is the projection: hours per run, and
-device-hours for the suite (CPU-hours on a CPU; on a GPU node, the same figure is GPU-hours).
+`metaworld/door-open` from pixels at the `paper` preset), each in a fresh process so that its
+peak memory is its own, records its timings (`harness.timings`): 2 offline update calls, 3
+online episodes of 1 update call each, the paper's 10-episode evaluations after the offline
+phase and after the online episodes, a checkpoint after every episode. Their cost per unit
+(per gradient step, agent step, checkpoint) times the units a suite's schedule asks for is
+the projection: hours per run, and device-hours for the suite (CPU-hours on a CPU; on a GPU
+node, the same figure is GPU-hours).
 
-The first update call (compiling, or loading from JAX's cache) and the first evaluation
-(starting its environments and compiling the batched `act`) happen once per process, and are
-projected once per run. Checkpoints are projected per `every_episodes` episodes; those taken
+The first update call (compiling, or loading from JAX's cache), the first episode collected
+(compiling the exploring `act`) and the first evaluation (starting its environments and
+compiling the batched `act`) happen once per process, and are projected once per run. Checkpoints are projected per `every_episodes` episodes; those taken
 every `every_minutes` (at most 6 an hour by default) come on top. Logs are projected per write (CSV rows and status.json writes, as the
 loop makes them; the heartbeat thread's are left out).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 import tempfile
 import textwrap
 from pathlib import Path
@@ -33,7 +37,7 @@ FAMILY_OF = {"moto": "moto", "dreamerv2": "moto", "lompo": "lompo", "combo": "lo
 PARTS = [  # (part, what one unit is)
     ("first_update_call", "per run"), ("offline_update", "gradient step"),
     ("online_update", "gradient step"), ("replay_sampling", "gradient step"),
-    ("collection.act", "agent step"), ("collection.physics_and_rest", "agent step"),
+    ("first_collection", "per run"), ("collection.act", "agent step"), ("collection.physics_and_rest", "agent step"),
     ("collection.render", "agent step"), ("first_evaluation", "per run"),
     ("evaluation", "agent step"), ("checkpoint", "checkpoint"), ("episode_file", "episode"),
     ("logs", "write"),
@@ -67,9 +71,9 @@ def profile_run(name: str, preset: str, task: str, steps_per_call: int | None,
             seeds: [0]
             protocol:
               offline_steps: {2 * k}
-              online_env_steps: {2 * info.episode_sim_steps}
+              online_env_steps: {3 * info.episode_sim_steps}
               updates_per_episode: {k}
-              eval_every_episodes: 2
+              eval_every_episodes: 3
               eval_episodes: 10
               dataset_episodes: 10
               train_log_every: {k}
@@ -86,6 +90,22 @@ def profile_run(name: str, preset: str, task: str, steps_per_call: int | None,
             "memory": status["memory"]}
 
 
+def profile_in_fresh_process(name: str, preset: str, task: str, steps_per_call: int | None,
+                             data_dir: Path) -> dict:
+    """`profile_run` in a new interpreter: its peak RSS is this family's alone, not the peak
+    of every family profiled before it in one process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "profile.json"
+        done = subprocess.run([sys.executable, "-m", "harness.profile", name, preset, task,
+                               str(steps_per_call or 0), str(data_dir), str(out)])
+        if done.returncode != 0:
+            how = (f"was killed by signal {-done.returncode}"
+                   + (" (SIGKILL: out of memory? see dmesg)" if done.returncode == -9 else "")
+                   if done.returncode < 0 else f"exited with status {done.returncode}")
+            raise RuntimeError(f"the profile run of {name} ({preset}) {how}")
+        return json.loads(out.read_text())
+
+
 def _default_steps_per_call(name: str, preset: str) -> int:
     from algorithms.base import get, make_config
 
@@ -98,12 +118,12 @@ def schedule_units(protocol, checkpoint_policy, info) -> dict:
     online_updates = episodes * protocol.updates_per_episode
     updates = protocol.offline_steps + online_updates
     evaluations = 1 + math.ceil(episodes / protocol.eval_every_episodes)
-    agent_steps = episodes * info.episode_steps
+    agent_steps = (episodes - 1) * info.episode_steps  # after the first episode
     checkpoints = 1 + episodes // checkpoint_policy.every_episodes
     return {
         "first_update_call": 1, "offline_update": protocol.offline_steps,
         "online_update": online_updates, "replay_sampling": updates,
-        "collection.act": agent_steps, "collection.physics_and_rest": agent_steps,
+        "first_collection": 1, "collection.act": agent_steps, "collection.physics_and_rest": agent_steps,
         "collection.render": agent_steps, "first_evaluation": 1,
         "evaluation": (evaluations - 1) * protocol.eval_episodes * info.episode_steps,
         "checkpoint": checkpoints, "episode_file": episodes,
@@ -118,8 +138,8 @@ def project(profile: dict, units: dict) -> list[dict]:
     """Rows (part, unit, seconds per unit, units, hours) for one run of a schedule."""
     timings = profile["timings"]
     per_unit = {part: e["seconds"] / e["units"] for part, e in timings.items() if e["units"]}
-    first_eval = timings.get("first_evaluation")
-    per_unit["first_evaluation"] = first_eval["seconds"] if first_eval else 0.0
+    for once in ("first_collection", "first_evaluation"):  # their units are agent steps
+        per_unit[once] = timings[once]["seconds"] if once in timings else 0.0
     rows = []
     for part, unit in PARTS:
         seconds = per_unit.get(part, 0.0)
@@ -146,3 +166,9 @@ def suite_projection(suite, profiles: dict, backend: str) -> dict:
         total += hours * (spec.resources.cpus if backend == "cpu" else max(spec.resources.gpus, 1))
     return {"suite": suite.name, "runs": len(runs), "hours_per_run": per_algorithm,
             "device_hours": total, "backend": backend}
+
+
+if __name__ == "__main__":  # profile_in_fresh_process's child: NAME PRESET TASK K DATA_DIR OUT
+    name, preset, task, k, data_dir, out = sys.argv[1:]
+    result = profile_run(name, preset, task, int(k) or None, Path(data_dir))
+    Path(out).write_text(json.dumps(result))

@@ -44,6 +44,7 @@ from harness.data.format import summarize
 from harness.envs import make_env
 from harness.evaluation import AgentPolicy, LockstepEvaluation, summary
 from harness.log import CsvLog
+from harness.memory import peak_rss_mb
 from harness.replay import EpisodeReplay
 from harness.results import (HEARTBEAT_S, LinkedRunPath, RunBusy, RunDirectoryGone, RunLock,
                              StatusFile, identity, process_alive, read_status, refuse_links)
@@ -119,6 +120,7 @@ class _Run:
         self._compiled = False  # the first update call of this process compiles
         self.timings = Timings()
         self._evaluated = False  # the first evaluation of this process starts its environments
+        self._collected = False  # and the first episode collected compiles the exploring act
 
         self.env = make_env(spec.task, spec.seed)
         self.info = self.env.spec_info
@@ -334,11 +336,15 @@ class _Run:
         episode = rollout(self.env, policy)
         seconds, agent_steps = time.perf_counter() - start, len(episode["action"]) - 1
         render = self._render_seconds() - rendered
-        self.timings.add("collection", seconds, agent_steps)
-        self.timings.add("collection.act", policy.act_seconds, agent_steps)
-        self.timings.add("collection.render", render, agent_steps)
-        self.timings.add("collection.physics_and_rest", seconds - policy.act_seconds - render,
-                         agent_steps)
+        if self._collected:
+            self.timings.add("collection", seconds, agent_steps)
+            self.timings.add("collection.act", policy.act_seconds, agent_steps)
+            self.timings.add("collection.render", render, agent_steps)
+            self.timings.add("collection.physics_and_rest", seconds - policy.act_seconds - render,
+                             agent_steps)
+        else:  # compiles the exploring `act` and opens the renderer: once per process
+            self.timings.add("first_collection", seconds, agent_steps)
+            self._collected = True
         with self.timings("episode_file"):
             checkpoint.save_episode(self.run_dir, self.episodes, episode)
         self.replay.add_episode(episode)
@@ -350,15 +356,10 @@ class _Run:
                          or self.env_steps >= self.protocol.online_env_steps)
 
     def memory(self) -> dict:
-        """Peak resident memory of this process and of its evaluation workers (each), and the
+        """Peak resident memory of this process and of its largest evaluation worker, and the
         replay's bytes: what `harness.memory` estimates from."""
-        import resource
-
-        def mb(kilobytes):  # Linux counts ru_maxrss in KiB
-            return round(kilobytes / 1024, 1)
-
-        return {"peak_rss_mb": mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
-                "eval_worker_peak_rss_mb": mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss),
+        return {"peak_rss_mb": peak_rss_mb(),
+                "eval_worker_peak_rss_mb": self.evaluation.worker_peak_rss_mb(),
                 "eval_workers": self.evaluation.workers,
                 "replay_entries": self.replay.num_entries,
                 "replay_bytes": self.replay.nbytes,

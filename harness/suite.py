@@ -26,7 +26,7 @@ A suite file:
     resources:                       # optional: per run, for the launcher (see docs/cluster.md)
       cpus: 1                        # an algorithm entry may override any of these:
       gpus: 0                        #   - {name: moto, resources: {gpus: 1, time_min: 2880}}
-      memory_gb: 16
+      memory_gb: 32                  # above each built-in algorithm's estimate (harness/memory.py)
       time_min: 1440                 # SLURM time limit; a run that reaches it checkpoints and requeues
       partition: null                # SLURM partition, account, qos, constraint
       sbatch: {}                     # extra sbatch flags, e.g. {exclude: node7, mail-type: FAIL}
@@ -115,7 +115,7 @@ class Resources:
     cpus: int = 1  # CPU cores per run (SLURM cpus-per-task; the local executor's default
     #                --max-parallel is the machine's cores divided by this)
     gpus: int = 0  # GPUs per run (SLURM gpus-per-node)
-    memory_gb: float = 16.0  # SLURM mem
+    memory_gb: float = 32.0  # SLURM mem; LOMPO at `paper` on a CPU: at least 20 (harness.memory)
     time_min: int = 1440  # SLURM time limit, minutes
     partition: str | None = None
     account: str | None = None

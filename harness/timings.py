@@ -8,8 +8,13 @@ units:
     offline_update, online_update   gradient steps (the jitted update calls, after the first)
     first_update_call               calls: compiling, or loading from JAX's cache, plus K steps
     replay_sampling                 gradient steps' batches
-    collection                      agent steps, split into act, physics, render and the rest
-    evaluation                      agent steps of the evaluation episodes (all N in lockstep)
+    first_collection                agent steps of the first episode collected in the process
+                                    (compiling the exploring `act`, the renderer's first frames)
+    collection                      agent steps of the others, split into act, physics, render
+                                    and the rest
+    first_evaluation                agent steps of the process's first evaluation (starting its
+                                    environments and workers, compiling the batched `act`)
+    evaluation                      agent steps of the others (all N episodes in lockstep)
     checkpoint                      checkpoints written
     episode_file                    online episodes written (checkpoint/online/)
     logs                            CSV rows and status.json writes

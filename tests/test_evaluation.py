@@ -104,6 +104,9 @@ def test_lockstep_in_worker_processes_plays_the_sequential_episodes(monkeypatch)
         assert run.workers == 2
         assert_same_episodes(expected, run(RowByRow(agent), 0))
         processes = run.envs().processes
+        # A worker's own peak (2 MetaWorld environments with renderers), not the run's RSS
+        # that a forked child's ru_maxrss would carry.
+        assert 100 < run.worker_peak_rss_mb() < 1500
     finally:
         run.close()
     assert all(p.poll() == 0 for p in processes)  # closed cleanly
