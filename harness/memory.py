@@ -30,14 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.profile import FAMILY_OF as PROFILED_FAMILY_OF
+
 # Peak RSS minus the replay's allocation, MiB: the `bench --only run --presets paper` runs on
 # 2-core AMD EPYC, JAX 0.10.2 on the CPU, 2026-12-07 (docs/benchmarks.md, "A paper run, end
 # to end"). SAC's and BC's at their paper K = 10 gradient steps per call (at K = 1: 1,565 and
 # 1,244); MOTO's and LOMPO's at K = 1, so for their paper K = 4 these are lower bounds.
 PAPER_PROCESS_MB = {"moto": 9036, "lompo": 16259, "sac": 3922, "bc": 2478}
-FAMILY_OF = {"moto": "moto", "dreamerv2": "moto", "lompo": "lompo", "combo": "lompo",
-             "sac": "sac", "cql": "sac", "iql": "sac", "bc": "bc",
-             "sac-torch": "sac", "bc-torch": "bc"}
+# The profiled families (harness.profile), and the PyTorch twins with their JAX originals'.
+FAMILY_OF = {**PROFILED_FAMILY_OF, "sac-torch": "sac", "bc-torch": "bc"}
 # A floor for smaller presets: the smallest `debug` run process of the smoke suite, bc-torch's
 # (955.6 MiB peak, less its replay's 24 and its 2 evaluation environments; the JAX runs'
 # were 1,430 to 2,466 MiB), 2026-12-07.

@@ -11,9 +11,10 @@ node, the same figure is GPU-hours).
 
 The first update call (compiling, or loading from JAX's cache), the first episode collected
 (compiling the exploring `act`) and the first evaluation (starting its environments and
-compiling the batched `act`) happen once per process, and are projected once per run. Checkpoints are projected per `every_episodes` episodes; those taken
-every `every_minutes` (at most 6 an hour by default) come on top. Logs are projected per write (CSV rows and status.json writes, as the
-loop makes them; the heartbeat thread's are left out).
+compiling the batched `act`) happen once per process, and are projected once per run.
+Checkpoints are projected per `every_episodes` episodes; those taken every `every_minutes`
+(at most 6 an hour by default) come on top. Logs are projected per write (CSV rows and
+status.json writes, as the loop makes them; the heartbeat thread's are left out).
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ FAMILY_OF = {"moto": "moto", "dreamerv2": "moto", "lompo": "lompo", "combo": "lo
 PARTS = [  # (part, what one unit is)
     ("first_update_call", "per run"), ("offline_update", "gradient step"),
     ("online_update", "gradient step"), ("replay_sampling", "gradient step"),
-    ("first_collection", "per run"), ("collection.act", "agent step"), ("collection.physics_and_rest", "agent step"),
-    ("collection.render", "agent step"), ("first_evaluation", "per run"),
+    ("first_collection", "per run"), ("collection.act", "agent step"),
+    ("collection.physics_and_rest", "agent step"), ("collection.render", "agent step"), ("first_evaluation", "per run"),
     ("evaluation", "agent step"), ("checkpoint", "checkpoint"), ("episode_file", "episode"),
     ("logs", "write"),
 ]
